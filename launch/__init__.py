@@ -1,0 +1,1 @@
+"""Launching the distributed program: nodes, launch types (threads or Ray processes), the Ape-X run."""
