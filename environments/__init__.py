@@ -1,0 +1,22 @@
+"""Single-instrument trading environments: market data, features, TradingEnv, its numpy-batched
+vector version and trading metrics. Registers the gymnasium id "TradingEnv-v0"."""
+
+import gymnasium as gym
+
+from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
+from environments.market_data import (MarketData, MarketDataError, gbm_market, load_csv,
+                                      ou_market, regime_market, synthetic_market)
+from environments.trading import TradingEnv
+from environments.vector import TradingVectorEnv
+
+ENV_ID = "TradingEnv-v0"
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="environments.trading:TradingEnv",
+                 vector_entry_point="environments.vector:TradingVectorEnv")
+
+__all__ = [
+    "ENV_ID", "FEATURE_NAMES", "NUM_FEATURES", "MarketData", "MarketDataError", "TradingEnv",
+    "TradingVectorEnv", "compute_features", "gbm_market", "load_csv", "ou_market",
+    "regime_market", "synthetic_market",
+]

@@ -1,0 +1,214 @@
+"""TradingVectorEnv: B TradingEnv episodes on one market stepped together with numpy arrays.
+
+Same accounting, observations and episodes as TradingEnv (env i seeded with seed + i gives
+the trajectory of a TradingEnv reset with that seed), with gymnasium 1.0 NEXT_STEP
+autoreset: the step after an episode ends resets that env, ignores its action, and returns
+its reset observation with reward 0 and terminated = truncated = False.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector.utils import batch_space
+
+from environments.features import NUM_FEATURES
+from environments.market_data import MarketData
+from environments.trading import LOG_MIN_GROWTH, MIN_GROWTH, make_setup
+
+_UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)
+_RING_STEPS = 128  # steps between compactions of the recent-frames ring
+_INFO_KEYS = ("portfolio_value", "position", "cost", "traded", "step_index")
+
+
+class TradingVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` independent TradingEnv episodes; takes TradingEnv's keyword arguments.
+
+    obs: float32 [B, window, NUM_FEATURES + 1]; actions: int [B]; rewards float64 [B].
+    info: arrays [B] for portfolio_value, position, cost, traded, step_index (each with its
+    gymnasium "_key" mask, all True).
+    """
+
+    metadata = {"render_modes": [], "observation_is_frame_window": True,
+                "autoreset_mode": getattr(getattr(gym.vector, "AutoresetMode", None),
+                                          "NEXT_STEP", "NextStep")}
+
+    def __init__(self, market: MarketData | str | None = None, num_envs: int = 1, **env_kwargs):
+        if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if env_kwargs.get("render_mode") is not None:
+            raise ValueError("TradingVectorEnv has no render modes")
+        env_kwargs.pop("render_mode", None)
+        self.setup = setup = make_setup(market, **env_kwargs)
+        self.market = setup.market
+        self.num_envs = int(num_envs)
+        self.window = setup.window
+        self.mode = setup.mode
+        self.positions = tuple(float(p) for p in setup.positions)
+        self.single_observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(setup.window, NUM_FEATURES + 1), dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(len(setup.positions))
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        # View of every window of frames: windows[s] == frames[s : s + window]; a batch of
+        # observations is one gather from it.
+        self._windows = np.lib.stride_tricks.sliding_window_view(
+            setup.frames, (setup.window, NUM_FEATURES + 1))[:, 0]  # [T - window + 1, window, F + 1]
+        # One spare zero row: an env that ended at the last bar steps once more before its reset.
+        self._frames = np.concatenate([setup.frames, np.zeros((1, NUM_FEATURES + 1), np.float32)])
+        B = self.num_envs
+        self._t = np.zeros(B, dtype=np.int64)  # current bar
+        self._end = np.zeros(B, dtype=np.int64)  # bar at which the episode ends
+        self._position = np.zeros(B)  # position held at the current bar
+        self._value = np.full(B, setup.initial_value)
+        # Each env's recent frames (features + held position), appended one row per step; the
+        # observation is the last `window` rows, recent[:, end - window : end]. Compacted every
+        # _RING_STEPS steps, so a step writes one frame per env and copies one block.
+        self._recent = np.zeros((B, setup.window + _RING_STEPS, NUM_FEATURES + 1),
+                                dtype=np.float32)  # [B, window + _RING_STEPS, F + 1]
+        self._recent_end = setup.window
+        # Cost fraction of moving from the position at row i (K: the initial 0) to level j.
+        start_levels = np.append(setup.positions, 0.0)  # [K + 1]
+        cost_table = np.abs(setup.positions[None, :] - start_levels[:, None]) * setup.trade_cost_rate
+        cost_table += np.maximum(-setup.positions, 0.0)[None, :] * setup.borrow_rate  # [K + 1, K]
+        self._cost_table = cost_table
+        self._needs_reset = np.zeros(B, dtype=bool)
+        all_true = np.ones(B, dtype=bool)
+        all_true.setflags(write=False)
+        self._info_masks = {"_" + key: all_true for key in _INFO_KEYS}
+        self._generators: list[np.random.Generator] = []
+        self._uniforms = np.zeros((B, _UNIFORMS_PER_REFILL))
+        self._uniform_index = np.zeros(B, dtype=np.int64)
+        self._reset_done = False
+
+    # -- randomness: env i draws one uniform per training reset from its own generator, in
+    #    blocks, which is the same stream TradingEnv.np_random.random() gives one at a time.
+    def _seed(self, seed: int | Sequence[int | None] | None) -> None:
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        self._generators = [seeding.np_random(s)[0] for s in seeds]
+        self._refill(np.arange(self.num_envs))
+
+    def _refill(self, envs: np.ndarray) -> None:
+        for i in envs:  # runs once per _UNIFORMS_PER_REFILL episodes of an env
+            self._uniforms[i] = self._generators[i].random(_UNIFORMS_PER_REFILL)
+        self._uniform_index[envs] = 0
+
+    def _start_episodes(self, envs: np.ndarray) -> None:
+        """Resets the envs with indices `envs` (state arrays are copied first: the arrays
+        handed out in the last info must not change)."""
+        setup = self.setup
+        self._t = self._t.copy()
+        self._end = self._end.copy()
+        self._position = self._position.copy()
+        self._value = self._value.copy()
+        if self.mode == "train":
+            exhausted = envs[self._uniform_index[envs] >= _UNIFORMS_PER_REFILL]
+            if len(exhausted):
+                self._refill(exhausted)
+            uniforms = self._uniforms[envs, self._uniform_index[envs]]
+            self._uniform_index[envs] += 1
+            start = setup.first_step + (uniforms * setup.num_starts).astype(np.int64)
+            self._t[envs] = start
+            self._end[envs] = start + setup.episode_length
+        else:
+            self._t[envs] = setup.first_step
+            self._end[envs] = setup.last_step
+        self._position[envs] = 0.0
+        self._value[envs] = setup.initial_value
+        self._level_index[envs] = len(setup.positions)  # the initial flat position
+        end = self._recent_end
+        self._recent[envs, end - self.window:end] = self._windows[self._t[envs] - (self.window - 1)]
+
+    def _observe(self) -> np.ndarray:
+        end = self._recent_end
+        return self._recent[:, end - self.window:end].copy()  # [B, window, F + 1]
+
+    def _info(self, cost: np.ndarray, traded: np.ndarray) -> dict:
+        # State arrays are replaced, never modified in place, once handed out here.
+        info = {"portfolio_value": self._value, "position": self._position, "cost": cost,
+                "traded": traded, "step_index": self._t}
+        info.update(self._info_masks)
+        return info
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
+              options: dict | None = None):
+        if seed is not None or not self._generators:
+            self._seed(seed)
+        self._recent_end = self.window
+        self._level_index = np.zeros(self.num_envs, dtype=np.int64)
+        self._start_episodes(np.arange(self.num_envs))
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._reset_done = True
+        B = self.num_envs
+        return self._observe(), self._info(np.zeros(B), np.zeros(B, dtype=bool))
+
+    def step(self, actions):
+        if not self._reset_done:
+            raise RuntimeError("TradingVectorEnv.step called before reset()")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iu":
+            raise ValueError(f"actions must be integers of shape ({self.num_envs},), got "
+                             f"{actions.dtype} {actions.shape}")
+        setup = self.setup
+        levels = setup.positions
+        # Viewed as unsigned, a negative action is out of range too.
+        if np.count_nonzero(actions.view(actions.dtype.str.replace("i", "u")) >= len(levels)):
+            raise ValueError(f"actions must be in [0, {len(levels)}), got {actions}")
+        target = levels[actions]  # [B]
+        position = self._position
+        cost_fraction = self._cost_table[self._level_index, actions]  # [B]
+        self._level_index = actions.copy()
+        growth = target * setup.step_returns[self._t]
+        growth += 1.0
+        growth -= cost_fraction
+        cost = self._value * cost_fraction
+        bankrupt = growth <= MIN_GROWTH
+        any_bankrupt = np.count_nonzero(bankrupt)
+        if any_bankrupt:
+            reward = np.where(bankrupt, LOG_MIN_GROWTH, np.log(np.maximum(growth, MIN_GROWTH)))
+            self._value = self._value * np.maximum(growth, 0.0)
+        else:
+            reward = np.log(growth)
+            self._value = self._value * growth
+        traded = target != position
+        self._position = target
+        self._t = self._t + 1
+        if self._recent_end == self._recent.shape[1]:
+            keep = self.window - 1
+            self._recent[:, :keep] = self._recent[:, self._recent_end - keep:]
+            self._recent_end = keep
+        frame = self._frames[self._t]  # [B, F + 1]
+        frame[:, NUM_FEATURES] = target
+        self._recent[:, self._recent_end] = frame
+        self._recent_end += 1
+        if self.mode == "train":
+            truncated = self._t >= self._end
+            if any_bankrupt:
+                truncated &= ~bankrupt
+            terminated = bankrupt
+        else:
+            terminated = self._t >= self._end
+            if any_bankrupt:
+                terminated |= bankrupt
+            truncated = np.zeros(self.num_envs, dtype=bool)
+        resetting = np.flatnonzero(self._needs_reset)
+        if len(resetting):  # NEXT_STEP autoreset of the envs that ended last step
+            self._start_episodes(resetting)
+            reward[resetting] = 0.0
+            terminated[resetting] = False
+            truncated[resetting] = False
+            cost[resetting] = 0.0
+            traded[resetting] = False
+        self._needs_reset = terminated | truncated
+        return self._observe(), reward, terminated, truncated, self._info(cost, traded)
+
+    def close_extras(self, **kwargs):
+        pass
