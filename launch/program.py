@@ -182,8 +182,10 @@ class Launched:
         self.labels = list(program.nodes)
         self.clients: dict[str, Any] = {}
         self.errors: list[NodeError] = []
+        self._workers: set[str] = set()  # nodes with a run() loop; the others are services.
         self._stopped = False
         self._closed = False
+        self._closed_labels: set[str] = set()
 
     # Engine-specific parts.
     def _poll(self, timeout_s: float) -> list[tuple[str, NodeError | None]]:
@@ -193,7 +195,8 @@ class Launched:
     def _signal_stop(self, label: str) -> None:
         raise NotImplementedError
 
-    def _join_runs(self, timeout_s: float) -> None:
+    def _join_runs(self, timeout_s: float) -> list[str]:
+        """Waits up to timeout_s for runs to end (recording errors); returns those still going."""
         raise NotImplementedError
 
     def _close_node(self, label: str, timeout_s: float) -> None:
@@ -243,8 +246,13 @@ class Launched:
                     return Outcome(reason, [])
                 on_poll()
 
-    def stop(self, timeout_s: float = 60.0) -> None:
-        """Asks every node to stop (reverse order of add_node) and waits for its run()."""
+    def stop(self, grace_s: float = 15.0, timeout_s: float = 60.0) -> None:
+        """Asks every node to stop (reverse order of add_node) and waits for its run().
+
+        A run() still going after `grace_s` is most likely blocked on a service (a learner
+        waiting for replay data that stopped actors will never insert): the services (nodes
+        without run(), e.g. the replay) are then closed early, which unblocks it.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -254,25 +262,44 @@ class Launched:
                     self._signal_stop(label)
                 except Exception as error:  # a lost node cannot be stopped; say so.
                     log.warning("could not stop node %r: %s", label, error)
-            self._join_runs(timeout_s)
+            running = self._join_runs(grace_s)
+            if running:
+                services = [l for l in reversed(self.labels) if l not in self._workers]
+                log.warning(
+                    "node(s) %s still running %.0f s after stop(); closing %s to unblock them",
+                    ", ".join(running), grace_s, ", ".join(services),
+                )
+                for label in services:
+                    self._close_once(label, timeout_s)
+                running = self._join_runs(max(0.0, timeout_s - grace_s))
+            for label in running:
+                self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
 
     def close(self, timeout_s: float = 120.0) -> None:
         """Closes every node (final checkpoints) in reverse order, then tears the engine down."""
         if self._closed:
             return
-        self.stop()
-        self._closed = True
-        with _catch_signals([]):
-            try:
-                for label in reversed(self.labels):
-                    try:
-                        self._close_node(label, timeout_s)
-                    except NodeError as error:
-                        self.errors.append(error)
-                    except Exception as error:  # noqa: BLE001 - reported, others still close.
-                        self.errors.append(NodeError(label, f"close() failed: {error!r}"))
-            finally:
-                self._teardown()
+        try:
+            self.stop()
+        finally:
+            self._closed = True
+            with _catch_signals([]):
+                try:
+                    for label in reversed(self.labels):
+                        self._close_once(label, timeout_s)
+                finally:
+                    self._teardown()
+
+    def _close_once(self, label: str, timeout_s: float) -> None:
+        if label in self._closed_labels:
+            return
+        self._closed_labels.add(label)
+        try:
+            self._close_node(label, timeout_s)
+        except NodeError as error:
+            self.errors.append(error)
+        except Exception as error:  # noqa: BLE001 - reported; the other nodes still close.
+            self.errors.append(NodeError(label, f"close() failed: {error!r}"))
 
     def __enter__(self) -> "Launched":
         return self
@@ -326,6 +353,7 @@ class ThreadLaunched(Launched):
             self.clients = dict(self._objects)
             for label, obj in self._objects.items():
                 if hasattr(obj, "run"):
+                    self._workers.add(label)
                     thread = threading.Thread(
                         target=self._run, args=(label, obj), name=f"node:{label}", daemon=True
                     )
@@ -358,17 +386,16 @@ class ThreadLaunched(Launched):
         if obj is not None and hasattr(obj, "stop"):
             obj.stop()
 
-    def _join_runs(self, timeout_s: float) -> None:
+    def _join_runs(self, timeout_s: float) -> list[str]:
         deadline = time.monotonic() + timeout_s
-        for label, thread in self._threads.items():
+        for thread in self._threads.values():
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
         with self._changed:
             for label, error in self._ended:
                 if error is not None:
                     self.errors.append(error)
             self._ended = []
+        return [label for label, thread in self._threads.items() if thread.is_alive()]
 
     def _close_node(self, label: str, timeout_s: float) -> None:
         obj = self._objects.get(label)
@@ -400,6 +427,9 @@ class NodeProcess:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def has_run(self) -> bool:
+        return hasattr(self._obj, "run")
 
     def run(self) -> None:
         if hasattr(self._obj, "run"):
@@ -532,6 +562,7 @@ class RayLaunched(Launched):
             self.clients[label] = NodeClient(label, actor)
         # Every node is up (its constructor ran) before any run() starts.
         pending = {self._actors[label].pid.remote(): label for label in self.labels}
+        has_run = {label: self._actors[label].has_run.remote() for label in self.labels}
         deadline = time.monotonic() + startup_timeout_s
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
@@ -547,6 +578,7 @@ class RayLaunched(Launched):
                 self._pids[label].append(ray.get(ready[0]))
             except Exception as error:  # its constructor raised, or its process died.
                 raise NodeError(label, _ray_error_text(error)) from None
+        self._workers = {label for label, ref in has_run.items() if ray.get(ref)}
         for label in self.labels:
             self._runs[self._actors[label].run.remote()] = label
 
@@ -575,7 +607,7 @@ class RayLaunched(Launched):
         if not self._runs:
             time.sleep(timeout_s)
             return []
-        ready, _ = ray.wait(list(self._runs), num_returns=len(self._runs), timeout=timeout_s)
+        ready, _ = ray.wait(list(self._runs), num_returns=1, timeout=timeout_s)
         ended = []
         for ref in ready:
             label = self._runs.pop(ref)
@@ -591,7 +623,7 @@ class RayLaunched(Launched):
         if actor is not None:
             self._ray.get(actor.stop.remote(), timeout=30)
 
-    def _join_runs(self, timeout_s: float) -> None:
+    def _join_runs(self, timeout_s: float) -> list[str]:
         ray = self._ray
         deadline = time.monotonic() + timeout_s
         while self._runs:
@@ -606,10 +638,11 @@ class RayLaunched(Launched):
                 try:
                     ray.get(ref)
                 except Exception as error:  # noqa: BLE001
+                    if label in self._closed_labels or label not in self._workers:
+                        continue  # a service closed early to unblock the others.
                     self.errors.append(NodeError(label, _ray_error_text(error)))
-        for label in self._runs.values():
-            self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
         self._track_pids()
+        return [label for label in self._runs.values() if label in self._workers]
 
     def _close_node(self, label: str, timeout_s: float) -> None:
         actor = self._actors.get(label)

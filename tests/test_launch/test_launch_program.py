@@ -144,3 +144,16 @@ def test_local_mp_node_error_and_lost_non_restartable_node_end_the_program():
     assert labels[0] == "source", outcome.errors
     assert "not restartable" in outcome.errors[0].details
     assert not ray.is_initialized()
+
+
+def test_stop_closes_services_early_to_unblock_a_run_blocked_on_them():
+    program = lp.Program("gate")
+    gate = program.add_node("gate", toy_nodes.Gate)
+    program.add_node("waiter", toy_nodes.Waiter, gate)
+    with program.launch("local_mt") as launched:
+        assert launched.wait(stop_when=lambda: "limit", poll_s=0.01).reason == "limit"
+        start = time.monotonic()
+        launched.stop(grace_s=0.2, timeout_s=5)
+        assert time.monotonic() - start < 3
+        assert launched.clients["waiter"].result == "opened"
+    assert launched.errors == []

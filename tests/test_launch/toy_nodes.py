@@ -87,3 +87,31 @@ class Worker:
 
     def close(self):
         self._board.note_closed(self._label)
+
+
+class Gate:
+    """A service that blocks callers until it is closed (like a replay starving a learner)."""
+
+    def __init__(self):
+        self._open = threading.Event()
+
+    def wait_open(self):
+        self._open.wait()
+        return "opened"
+
+    def close(self):
+        self._open.set()
+
+
+class Waiter:
+    """A worker that ignores stop() and only returns once its gate opens."""
+
+    def __init__(self, gate):
+        self._gate = gate
+        self.result = None
+
+    def run(self):
+        self.result = self._gate.wait_open()
+
+    def stop(self):
+        pass

@@ -1,0 +1,81 @@
+"""The recorder node: every node's metrics go to one metrics.jsonl and one TensorBoard log.
+
+Metric names are namespaced by node (`learner/loss`, `actor_0/env_steps_per_s`); a key that
+already holds a '/' is kept as it is. The recorder also keeps the latest record of every
+(node, process) so the launcher can show progress and write the run's summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from typing import Any, Mapping
+
+import tensorboardX
+
+
+class Recorder:
+    """A service node: `write` from any node, `latest` for the launcher; closes its files."""
+
+    def __init__(self, workdir: str, tensorboard_flush_s: int = 10):
+        os.makedirs(workdir, exist_ok=True)
+        self._lock = threading.Lock()
+        self._start = time.time()
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        self._tensorboard = tensorboardX.SummaryWriter(
+            os.path.join(workdir, "tensorboard"), flush_secs=tensorboard_flush_s
+        )
+        self._latest: dict[tuple[str, int | None], dict[str, Any]] = {}
+        self._writes: dict[str, int] = {}
+        self._closed = False
+
+    def write(self, node: str, record: Mapping[str, Any], step: int | None = None) -> None:
+        """Logs one record of `node` (plain names get the `node/` prefix).
+
+        `step` is the record's x-axis in TensorBoard (learner steps, env steps); the record's
+        `pid` key, when given, tells processes of the same node apart.
+        """
+        now = time.time()
+        named = {key if "/" in key else f"{node}/{key}": _plain(value) for key, value in record.items()}
+        with self._lock:
+            if self._closed:
+                return
+            count = self._writes.get(node, 0)
+            self._writes[node] = count + 1
+            step = count if step is None else int(step)
+            line = {"node": node, "step": step, "time": round(now, 3),
+                    "elapsed_s": round(now - self._start, 3), **named}
+            self._jsonl.write(json.dumps(line) + "\n")
+            for key, value in named.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self._tensorboard.add_scalar(key, value, global_step=step, walltime=now)
+            self._latest[(node, record.get("pid"))] = {"node": node, "step": step, "time": now, **named}
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The newest record of every (node, pid), oldest node first."""
+        with self._lock:
+            return [dict(record) for record in self._latest.values()]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._jsonl.close()
+            self._tensorboard.close()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalars: numpy/jax numbers become Python numbers."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value)
