@@ -6,6 +6,8 @@ import gymnasium as gym
 from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
 from environments.market_data import (MarketData, MarketDataError, gbm_market, load_csv,
                                       ou_market, regime_market, synthetic_market)
+from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat, plot_equity,
+                                  run_episode, trading_metrics)
 from environments.trading import TradingEnv
 from environments.vector import TradingVectorEnv
 
@@ -17,6 +19,7 @@ if ENV_ID not in gym.registry:
 
 __all__ = [
     "ENV_ID", "FEATURE_NAMES", "NUM_FEATURES", "MarketData", "MarketDataError", "TradingEnv",
-    "TradingVectorEnv", "compute_features", "gbm_market", "load_csv", "ou_market",
-    "regime_market", "synthetic_market",
+    "TradingVectorEnv", "buy_and_hold", "compute_features", "evaluate_with_baselines", "flat",
+    "gbm_market", "load_csv", "ou_market", "plot_equity", "regime_market", "run_episode",
+    "synthetic_market", "trading_metrics",
 ]
