@@ -68,8 +68,14 @@ class Actor(abc.ABC):
         next_observation: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        env_mask: np.ndarray | None = None,
     ) -> None:
-        """Records one transition for every env (may write to replay)."""
+        """Records one transition for every env where env_mask is True (may write to replay).
+
+        With a vector env's next-step autoreset, the step after an episode end only
+        resets that env: the loop passes env_mask False for it and then calls
+        `observe_first` with its new first observation.
+        """
 
     @abc.abstractmethod
     def update(self, wait: bool = False) -> None:

@@ -1,0 +1,261 @@
+"""N-step transition adder: writes one Reverb item per transition, with an explicit priority.
+
+For a transition that starts at step t and spans k = min(n, steps until the episode ends):
+
+    n_step_return_t = sum_{j=0}^{k-1} gamma^j * r_{t+j}
+    discount_t      = 0        if the episode terminated at step t+k,
+                      gamma^k  otherwise (mid-episode k = n; truncation bootstraps)
+    next_obs_t      = obs_{t+k}
+
+so a learner's target is n_step_return_t + discount_t * Q_target(next_obs_t, .).
+
+What one item is lives here (`TransitionLayout`); the table signature is derived from it:
+- ordinary observations: every step stores its obs once; an item references the obs of
+  steps t and t+k.
+- frame-window observations ([window, F], a sliding window of per-step frames): every step
+  stores only its newest frame [F]; an item references the `window + n` frames ending at
+  step t+k plus `obs_offset = n - k`, and `TransitionLayout.observations` cuts obs_t and
+  obs_{t+k} out of them on the learner side. Each episode starts with n - 1 zero frames so
+  that short transitions at its start still find window + n frames.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import reverb
+import tensorflow as tf
+
+from agents import core
+from agents.specs import EnvironmentSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionLayout:
+    """Defines one replay item (and so the table signature) for a given environment."""
+
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+    n_step: int
+    frame_window: int | None = None  # frames per observation when storing frames once
+
+    @classmethod
+    def from_spec(cls, spec: EnvironmentSpec, n_step: int) -> "TransitionLayout":
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), n_step, spec.frame_window)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames one item references (frame-window layout only)."""
+        return self.frame_window + self.n_step
+
+    @property
+    def steps_spanned(self) -> int:
+        """Writer steps an item may reach back, counting the rows written after it."""
+        if self.frame_window is None:
+            return 2 * self.n_step + 1
+        return self.frame_window + 2 * self.n_step
+
+    def item_spec(self) -> dict[str, tf.TensorSpec]:
+        """The structure, shapes and dtypes of one item: the table signature."""
+        scalars = {
+            "action": tf.TensorSpec([], tf.int32),
+            "n_step_return": tf.TensorSpec([], tf.float32),
+            "discount": tf.TensorSpec([], tf.float32),
+        }
+        dtype = tf.as_dtype(self.observation_dtype)
+        if self.frame_window is None:
+            return {
+                "observation": tf.TensorSpec(self.observation_shape, dtype),
+                "next_observation": tf.TensorSpec(self.observation_shape, dtype),
+                **scalars,
+            }
+        frame_shape = self.observation_shape[1:]
+        return {
+            "frames": tf.TensorSpec([self.num_frames, *frame_shape], dtype),
+            "obs_offset": tf.TensorSpec([], tf.int32),
+            **scalars,
+        }
+
+    def observations(self, data: dict[str, Any]) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Returns (obs [B, ...], next_obs [B, ...]) of a batch of items (jit-friendly)."""
+        if self.frame_window is None:
+            return jnp.asarray(data["observation"]), jnp.asarray(data["next_observation"])
+        frames = jnp.asarray(data["frames"])  # [B, window + n, F]
+        rows = jnp.asarray(data["obs_offset"])[:, None] + jnp.arange(self.frame_window)  # [B, window]
+        obs = jnp.take_along_axis(frames, rows[:, :, None], axis=1)  # [B, window, F]
+        next_obs = frames[:, self.n_step :]  # [B, window, F]
+        return obs, next_obs
+
+
+class NStepTransitions(NamedTuple):
+    """Transitions that completed in the last `add`, in [B, n] slots.
+
+    Slot j of env b is the transition that spans k = n - j steps and ends at that env's
+    newest observation; slot 0 is the ordinary k = n one, slots j > 0 exist only when the
+    episode just ended.
+    """
+
+    valid: np.ndarray  # [B, n] bool
+    n_step_return: np.ndarray  # [B, n] float32
+    discount: np.ndarray  # [B, n] float32
+    first_extras: np.ndarray  # [B, n] float32, `extras` given with the transition's first step
+
+
+class NStepAdder(core.Adder):
+    """Writes n-step transitions of B envs to one table (one TrajectoryWriter per env).
+
+    Per step: `transitions = add(...)` records the step and returns what completed; the
+    caller computes their priorities and calls `write(priorities)`. This split lets an
+    actor compute priorities in the same jitted call that picks its next actions.
+    """
+
+    def __init__(
+        self,
+        client: reverb.Client,
+        table: str,
+        layout: TransitionLayout,
+        num_envs: int,
+        discount: float,
+        chunk_length: int | None = None,
+        max_in_flight_items: int | None = None,
+    ):
+        self._table = table
+        self._layout = layout
+        self._num_envs = num_envs
+        n = layout.n_step
+        keep_alive = layout.steps_spanned
+        # Chunks hold `chunk_length` steps of a column, shared by every item that reads them.
+        self._chunk_length = min(chunk_length or keep_alive, keep_alive)
+        self._max_in_flight_items = max_in_flight_items or 2 * self._chunk_length + n
+        self._writers = [client.trajectory_writer(num_keep_alive_refs=keep_alive) for _ in range(num_envs)]
+        for writer in self._writers:
+            for column in ("frame", "observation", "action", "n_step_return", "discount", "obs_offset"):
+                writer.configure((column,), num_keep_alive_refs=keep_alive, max_chunk_length=self._chunk_length)
+        self._frame_column = "observation" if layout.frame_window is None else "frame"
+
+        self._rewards = np.zeros([num_envs, n], np.float32)  # last n rewards of each env, oldest first
+        self._extras = np.zeros([num_envs, n], np.float32)
+        self._episode_steps = np.zeros([num_envs], np.int64)
+        self._steps_spanned = n - np.arange(n)  # [n] k of each slot
+        # return_weights[i, j] = gamma^(i - j) for i >= j: n_step_return[:, j] = rewards @ return_weights[:, j]
+        exponents = np.arange(n)[:, None] - np.arange(n)[None, :]
+        self._return_weights = np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0).astype(np.float32)
+        self._bootstrap_discounts = (discount ** self._steps_spanned).astype(np.float32)  # [n]
+        self._pending: tuple | None = None
+        self._zero_frame = None
+        if layout.frame_window is not None:
+            self._zero_frame = np.zeros(layout.observation_shape[1:], layout.observation_dtype)
+
+    def add_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
+        """Starts episodes: observation [B, ...] of the envs where env_mask is True."""
+        for b in self._env_indices(env_mask):
+            writer = self._writers[b]
+            self._episode_steps[b] = 0
+            if self._layout.frame_window is None:
+                writer.append({"observation": observation[b]})
+                continue
+            for _ in range(self._layout.n_step - 1):
+                writer.append({"frame": self._zero_frame})
+            for frame in observation[b]:
+                writer.append({"frame": frame})
+
+    def add(
+        self,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_observation: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_mask: np.ndarray | None = None,
+        extras: np.ndarray | None = None,
+    ) -> NStepTransitions:
+        """Records one step of every env in env_mask; returns the transitions it completed.
+
+        `extras` [B] (e.g. the Q-value of the action taken) is kept, not written, and comes
+        back as `first_extras` with the transitions this step starts. Call `write` next.
+        """
+        if self._pending is not None:
+            raise RuntimeError("NStepAdder.add called twice without write(priorities) in between")
+        mask = np.ones(self._num_envs, bool) if env_mask is None else np.asarray(env_mask, bool)
+        n = self._layout.n_step
+        self._rewards[mask] = np.concatenate([self._rewards[mask, 1:], np.asarray(reward, np.float32)[mask, None]], 1)
+        if extras is not None:
+            self._extras[mask] = np.concatenate([self._extras[mask, 1:], np.asarray(extras, np.float32)[mask, None]], 1)
+        self._episode_steps[mask] += 1
+        terminated = np.asarray(terminated, bool)
+        done = mask & (terminated | np.asarray(truncated, bool))
+        valid = (
+            mask[:, None]
+            & (self._episode_steps[:, None] >= self._steps_spanned[None, :])
+            & ((np.arange(n) == 0)[None, :] | done[:, None])
+        )  # [B, n]
+        n_step_return = self._rewards @ self._return_weights  # [B, n]
+        discount = np.where(terminated[:, None], 0.0, self._bootstrap_discounts[None, :]).astype(np.float32)
+        self._pending = (mask, np.asarray(action), next_observation, valid, n_step_return, discount)
+        return NStepTransitions(valid, n_step_return, discount, self._extras.copy())
+
+    def write(self, priorities: np.ndarray) -> None:
+        """Writes the last step and creates items for its valid transitions ([B, n] priorities)."""
+        if self._pending is None:
+            raise RuntimeError("NStepAdder.write called without a preceding add")
+        mask, action, next_observation, valid, n_step_return, discount = self._pending
+        self._pending = None
+        priorities = np.asarray(priorities, np.float64)
+        for b in np.flatnonzero(mask):
+            writer = self._writers[b]
+            newest = next_observation[b] if self._layout.frame_window is None else next_observation[b][-1]
+            row = {self._frame_column: newest, "action": np.int32(action[b])}
+            slots = np.flatnonzero(valid[b])
+            for rows_after, slot in enumerate(slots):
+                row["n_step_return"] = n_step_return[b, slot]
+                row["discount"] = discount[b, slot]
+                if self._layout.frame_window is not None:
+                    row["obs_offset"] = np.int32(slot)
+                writer.append(row)
+                row = {}
+                item = self._item(writer.history, steps_spanned=int(self._steps_spanned[slot]), rows_after=rows_after)
+                writer.create_item(self._table, float(priorities[b, slot]), item)
+            if len(slots) == 0:
+                writer.append(row)
+            else:
+                writer.flush(block_until_num_items=self._max_in_flight_items)
+
+    def _item(self, history: Any, steps_spanned: int, rows_after: int) -> dict[str, Any]:
+        """References of one item whose last observation sits `rows_after` rows back."""
+        last = -1 - rows_after  # row of obs_{t+k}
+        item = {
+            "action": history["action"][last - steps_spanned + 1],  # a_t is stored on the row of obs_{t+1}
+            "n_step_return": history["n_step_return"][-1],
+            "discount": history["discount"][-1],
+        }
+        if self._layout.frame_window is None:
+            item["observation"] = history["observation"][last - steps_spanned]
+            item["next_observation"] = history["observation"][last]
+        else:
+            end = last + 1 if last < -1 else None
+            item["frames"] = history["frame"][last + 1 - self._layout.num_frames : end]
+            item["obs_offset"] = history["obs_offset"][-1]
+        return item
+
+    def reset(self) -> None:
+        """Forgets unfinished transitions; every env needs `add_first` again."""
+        self._pending = None
+        self._episode_steps[:] = 0
+
+    def close(self, timeout_ms: int = 5000) -> None:
+        """Sends what is left (waiting at most timeout_ms per writer) and closes the writers."""
+        for writer in self._writers:
+            try:
+                writer.flush(timeout_ms=timeout_ms)
+            except reverb.errors.DeadlineExceededError:
+                pass  # e.g. a rate limiter that no longer admits inserts
+            writer.close()
+        self._writers = []
+
+    def _env_indices(self, env_mask: np.ndarray | None) -> np.ndarray:
+        if env_mask is None:
+            return np.arange(self._num_envs)
+        return np.flatnonzero(env_mask)

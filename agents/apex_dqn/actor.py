@@ -1,0 +1,129 @@
+"""Ape-X DQN actor: epsilon-greedy over B envs, one jitted call per step that also prices priorities.
+
+Ape-X actors compute each transition's initial priority from Q-values they already have
+(Horgan et al. 2018, sec. 3): when the observation obs_{t+1} arrives, one call of the network
+on it gives the next actions and, with Q(obs_t, a_t) kept from earlier, the n-step TD errors
+of the transitions that end at obs_{t+1}. Those are written to replay with that priority.
+"""
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import core
+from agents.adders import NStepAdder
+from agents.apex_dqn.learning import double_q_td_error
+from agents.variable_client import VariableClient
+
+
+def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: float = 7.0) -> float:
+    """Ape-X's ladder: eps_i = base^(1 + exponent * i / (N - 1)); base alone for one actor."""
+    if not 0 <= actor_id < num_actors:
+        raise ValueError(f"actor_id must be in [0, {num_actors}), got {actor_id}")
+    if num_actors == 1:
+        return base
+    return base ** (1.0 + exponent * actor_id / (num_actors - 1))
+
+
+def _act_and_prioritize(
+    params: Any,
+    rng: jax.Array,
+    observation: jax.Array,  # [B, ...]
+    epsilon: float,
+    q_taken: jax.Array,  # [B, n] Q(obs_t, a_t) of the transitions that just completed
+    n_step_return: jax.Array,  # [B, n]
+    discount: jax.Array,  # [B, n]
+    apply: Callable[[Any, jax.Array], jax.Array],
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Returns (actions [B], q [B, A], priorities [B, n], next rng)."""
+    rng, explore_rng, action_rng = jax.random.split(rng, 3)
+    q = apply(params, observation)  # [B, A]
+    batch_size, num_actions = q.shape
+    greedy = jnp.argmax(q, axis=-1)
+    random_actions = jax.random.randint(action_rng, (batch_size,), 0, num_actions)
+    explore = jax.random.uniform(explore_rng, (batch_size,)) < epsilon
+    actions = jnp.where(explore, random_actions, greedy).astype(jnp.int32)
+    # The actor has one set of parameters: it serves as both online and target network.
+    q_next = q[:, None, :]  # [B, 1, A], the next observation of every slot
+    priorities = jnp.abs(double_q_td_error(q_taken, n_step_return, discount, q_next, q_next))
+    return actions, q, priorities, rng
+
+
+class ApexDQNActor(core.Actor):
+    """One actor stepping B envs; owns its adder and variable client (closes both)."""
+
+    def __init__(
+        self,
+        apply: Callable[[Any, jax.Array], jax.Array],
+        make_adder: Callable[[int], NStepAdder],
+        variable_client: VariableClient,
+        epsilon: float,
+        n_step: int,
+        seed: int,
+    ):
+        self._step = jax.jit(functools.partial(_act_and_prioritize, apply=apply))
+        self._make_adder = make_adder
+        self._adder: NStepAdder | None = None  # built at the first observation, when B is known
+        self._variable_client = variable_client
+        self._epsilon = float(epsilon)
+        self._n_step = n_step
+        self._rng = jax.random.PRNGKey(seed)
+        self._observation: np.ndarray | None = None  # the observation the cached actions are for
+        self._actions: np.ndarray | None = None  # [B]
+        self._q: np.ndarray | None = None  # [B, A]
+
+    @property
+    def epsilon(self) -> float:
+        return self._epsilon
+
+    @property
+    def param_version(self) -> int:
+        return self._variable_client.version
+
+    def select_action(self, observation: np.ndarray) -> np.ndarray:
+        if observation is not self._observation:
+            zeros = np.zeros((observation.shape[0], self._n_step), np.float32)
+            self._act(observation, zeros, zeros, zeros)
+        return self._actions
+
+    def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
+        if self._adder is None:
+            self._adder = self._make_adder(observation.shape[0])
+        self._adder.add_first(observation, env_mask)
+
+    def observe(
+        self,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_observation: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_mask: np.ndarray | None = None,
+    ) -> None:
+        q_taken = self._q[np.arange(len(action)), action]  # [B] Q(obs_t, a_t)
+        transitions = self._adder.add(
+            action, reward, next_observation, terminated, truncated, env_mask, extras=q_taken
+        )
+        priorities = self._act(
+            next_observation, transitions.first_extras, transitions.n_step_return, transitions.discount
+        )
+        self._adder.write(priorities)
+
+    def _act(self, observation, q_taken, n_step_return, discount) -> np.ndarray:
+        actions, q, priorities, self._rng = self._step(
+            self._variable_client.params, self._rng, observation, self._epsilon, q_taken, n_step_return, discount
+        )
+        self._observation = observation
+        self._actions, self._q = np.asarray(actions), np.asarray(q)
+        return np.asarray(priorities)
+
+    def update(self, wait: bool = False) -> None:
+        self._variable_client.update(wait)
+
+    def close(self) -> None:
+        if self._adder is not None:
+            self._adder.close()
+        self._variable_client.close()

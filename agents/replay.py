@@ -1,0 +1,100 @@
+"""Prioritized replay tables and a sampler that yields ready numpy batches from them."""
+
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+import reverb
+import tensorflow as tf
+
+from agents.adders import TransitionLayout
+
+
+class ReplayBatch(NamedTuple):
+    """A sampled batch: item data plus what prioritized replay needs to weigh and update it."""
+
+    keys: np.ndarray  # [B] uint64, for mutate_priorities
+    probabilities: np.ndarray  # [B] float64, P(i) at sampling time
+    table_size: np.ndarray  # [B] int64, N at sampling time
+    data: dict[str, np.ndarray]  # the item structure of TransitionLayout.item_spec, batched
+
+
+def make_prioritized_table(
+    name: str,
+    layout: TransitionLayout,
+    max_size: int,
+    priority_exponent: float,
+    min_size_to_sample: int = 1,
+    samples_per_insert: float | None = None,
+    samples_per_insert_tolerance_rate: float = 0.1,
+) -> reverb.Table:
+    """A table of `layout` items: Prioritized(alpha) sampling, FIFO eviction at max_size.
+
+    The rate limiter is MinSize(min_size_to_sample) unless samples_per_insert is given;
+    then SampleToInsertRatio lets the sample/insert ratio drift by at most
+    min_size_to_sample * samples_per_insert * tolerance_rate samples (as Acme's DQN does).
+    """
+    if max_size < 1 or min_size_to_sample < 1 or min_size_to_sample > max_size:
+        raise ValueError(
+            f"table {name!r}: need 1 <= min_size_to_sample ({min_size_to_sample}) <= max_size ({max_size})"
+        )
+    if samples_per_insert is None:
+        rate_limiter = reverb.rate_limiters.MinSize(min_size_to_sample)
+    else:
+        # error_buffer: how far (in samples) the ratio may drift before sampling or inserting blocks.
+        error_buffer = max(
+            2.0 * max(1.0, samples_per_insert),
+            min_size_to_sample * samples_per_insert * samples_per_insert_tolerance_rate,
+        )
+        rate_limiter = reverb.rate_limiters.SampleToInsertRatio(
+            samples_per_insert=samples_per_insert,
+            min_size_to_sample=min_size_to_sample,
+            error_buffer=error_buffer,
+        )
+    return reverb.Table(
+        name=name,
+        sampler=reverb.selectors.Prioritized(priority_exponent),
+        remover=reverb.selectors.Fifo(),
+        max_size=max_size,
+        rate_limiter=rate_limiter,
+        signature=layout.item_spec(),
+    )
+
+
+def make_dataset(
+    server_address: str,
+    table: str,
+    batch_size: int,
+    prefetch_batches: int = 4,
+    max_in_flight_samples_per_worker: int | None = None,
+) -> tf.data.Dataset:
+    """A TrajectoryDataset of batches (the table's signature gives shapes and dtypes)."""
+    in_flight = max_in_flight_samples_per_worker or 2 * batch_size
+    dataset = reverb.TrajectoryDataset.from_table_signature(
+        server_address=server_address,
+        table=table,
+        max_in_flight_samples_per_worker=in_flight,
+    )
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch_batches)
+
+
+def sample_batches(
+    server_address: str,
+    table: str,
+    batch_size: int,
+    prefetch_batches: int = 4,
+) -> Iterator[ReplayBatch]:
+    """Yields ReplayBatch of numpy arrays, sampled in TF's background threads."""
+    dataset = make_dataset(server_address, table, batch_size, prefetch_batches)
+    for sample in dataset.as_numpy_iterator():
+        yield to_replay_batch(sample)
+
+
+def to_replay_batch(sample: Any) -> ReplayBatch:
+    """Converts a (numpy) reverb.ReplaySample into a ReplayBatch."""
+    return ReplayBatch(
+        keys=sample.info.key,
+        probabilities=sample.info.probability,
+        table_size=sample.info.table_size,
+        data=dict(sample.data),
+    )
+

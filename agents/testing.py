@@ -1,0 +1,81 @@
+"""Tiny deterministic environments and helpers for tests of agents (like acme/testing).
+
+Real gymnasium environments, small enough that tests can compute expected numbers by hand.
+"""
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from agents import core
+
+
+class CountingEnv(gym.Env):
+    """obs_t = [t, last action] (float32 [2]); reward_t = t + 1; episodes last `episode_length` steps.
+
+    The last step terminates the episode when `terminates` is True, else truncates it (a time limit).
+    """
+
+    metadata = {"observation_is_frame_window": False}
+
+    def __init__(self, episode_length: int = 5, num_actions: int = 3, terminates: bool = True):
+        self.episode_length = episode_length
+        self.terminates = terminates
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(num_actions)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        return np.array([0.0, -1.0], np.float32), {}
+
+    def step(self, action):
+        reward = float(self._t + 1)
+        self._t += 1
+        end = self._t >= self.episode_length
+        obs = np.array([self._t, action], np.float32)
+        return obs, reward, end and self.terminates, end and not self.terminates, {}
+
+
+class FrameWindowEnv(CountingEnv):
+    """Like CountingEnv, but obs_t is the window of frames [t - window + 1 .. t], frame_s = [s, a_{s-1}].
+
+    Frames before the episode start are [s, -1] with negative s, as a trading env shows
+    market history from before the episode with a flat position.
+    """
+
+    metadata = {"observation_is_frame_window": True}
+
+    def __init__(self, window: int = 4, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.window = window
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(window, 2), dtype=np.float32)
+        self._frames = np.zeros((window, 2), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        steps = np.arange(-self.window + 1, 1, dtype=np.float32)
+        self._frames = np.stack([steps, -np.ones_like(steps)], axis=1)
+        return self._frames.copy(), {}
+
+    def step(self, action):
+        frame, reward, terminated, truncated, info = super().step(action)
+        self._frames = np.concatenate([self._frames[1:], frame[None]], axis=0)
+        return self._frames.copy(), reward, terminated, truncated, info
+
+
+def make_vector_env(env_cls: type = CountingEnv, num_envs: int = 2, **kwargs: Any) -> gym.vector.VectorEnv:
+    """A SyncVectorEnv (gymnasium 1.0: next-step autoreset) of `num_envs` copies."""
+    return gym.vector.SyncVectorEnv([lambda: env_cls(**kwargs) for _ in range(num_envs)])
+
+
+class StaticVariableSource(core.VariableSource):
+    """Serves fixed variables (e.g. initial parameters in a process without a learner)."""
+
+    def __init__(self, variables: dict[str, Any]):
+        self._variables = dict(variables)
+
+    def get_variables(self, names: Sequence[str]) -> list[Any]:
+        return [self._variables[name] for name in names]
