@@ -145,6 +145,7 @@ class NStepAdder(core.Adder):
         self._return_weights = np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0).astype(np.float32)
         self._bootstrap_discounts = (discount ** self._steps_spanned).astype(np.float32)  # [n]
         self._pending: tuple | None = None
+        self.items_written = 0  # items handed to the writers (sent by the time `close` returns)
         self._zero_frame = None
         if layout.frame_window is not None:
             self._zero_frame = np.zeros(layout.observation_shape[1:], layout.observation_dtype)
@@ -218,6 +219,7 @@ class NStepAdder(core.Adder):
                 row = {}
                 item = self._item(writer.history, steps_spanned=int(self._steps_spanned[slot]), rows_after=rows_after)
                 writer.create_item(self._table, float(priorities[b, slot]), item)
+                self.items_written += 1
             if len(slots) == 0:
                 writer.append(row)
             else:

@@ -14,6 +14,7 @@ class ReplayBatch(NamedTuple):
 
     keys: np.ndarray  # [B] uint64, for mutate_priorities
     probabilities: np.ndarray  # [B] float64, P(i) at sampling time
+    priorities: np.ndarray  # [B] float64, p_i at sampling time
     table_size: np.ndarray  # [B] int64, N at sampling time
     data: dict[str, np.ndarray]  # the item structure of TransitionLayout.item_spec, batched
 
@@ -94,6 +95,7 @@ def to_replay_batch(sample: Any) -> ReplayBatch:
     return ReplayBatch(
         keys=sample.info.key,
         probabilities=sample.info.probability,
+        priorities=sample.info.priority,
         table_size=sample.info.table_size,
         data=dict(sample.data),
     )

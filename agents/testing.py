@@ -12,37 +12,39 @@ from agents import core
 
 
 class CountingEnv(gym.Env):
-    """obs_t = [t, last action] (float32 [2]); reward_t = t + 1; episodes last `episode_length` steps.
+    """obs_t = [t, last action, tag] (float32 [3]); reward_t = t + 1; episodes last `episode_length` steps.
 
-    The last step terminates the episode when `terminates` is True, else truncates it (a time limit).
+    The last step terminates the episode when `terminates` is True, else truncates it (a time
+    limit). `tag` marks whose experience an observation is (e.g. an actor id).
     """
 
     metadata = {"observation_is_frame_window": False}
 
-    def __init__(self, episode_length: int = 5, num_actions: int = 3, terminates: bool = True):
+    def __init__(self, episode_length: int = 5, num_actions: int = 3, terminates: bool = True, tag: float = 0.0):
         self.episode_length = episode_length
         self.terminates = terminates
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.tag = tag
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(num_actions)
         self._t = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._t = 0
-        return np.array([0.0, -1.0], np.float32), {}
+        return np.array([0.0, -1.0, self.tag], np.float32), {}
 
     def step(self, action):
         reward = float(self._t + 1)
         self._t += 1
         end = self._t >= self.episode_length
-        obs = np.array([self._t, action], np.float32)
+        obs = np.array([self._t, action, self.tag], np.float32)
         return obs, reward, end and self.terminates, end and not self.terminates, {}
 
 
 class FrameWindowEnv(CountingEnv):
-    """Like CountingEnv, but obs_t is the window of frames [t - window + 1 .. t], frame_s = [s, a_{s-1}].
+    """Like CountingEnv, but obs_t is the window of frames [t - window + 1 .. t], frame_s = [s, a_{s-1}, tag].
 
-    Frames before the episode start are [s, -1] with negative s, as a trading env shows
+    Frames before the episode start are [s, -1, tag] with s <= 0, as a trading env shows
     market history from before the episode with a flat position.
     """
 
@@ -51,13 +53,13 @@ class FrameWindowEnv(CountingEnv):
     def __init__(self, window: int = 4, **kwargs: Any):
         super().__init__(**kwargs)
         self.window = window
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(window, 2), dtype=np.float32)
-        self._frames = np.zeros((window, 2), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(window, 3), dtype=np.float32)
+        self._frames = np.zeros((window, 3), np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         steps = np.arange(-self.window + 1, 1, dtype=np.float32)
-        self._frames = np.stack([steps, -np.ones_like(steps)], axis=1)
+        self._frames = np.stack([steps, -np.ones_like(steps), np.full_like(steps, self.tag)], axis=1)
         return self._frames.copy(), {}
 
     def step(self, action):
@@ -67,7 +69,7 @@ class FrameWindowEnv(CountingEnv):
 
 
 def make_vector_env(env_cls: type = CountingEnv, num_envs: int = 2, **kwargs: Any) -> gym.vector.VectorEnv:
-    """A SyncVectorEnv (gymnasium 1.0: next-step autoreset) of `num_envs` copies."""
+    """A SyncVectorEnv (gymnasium 1.0: next-step autoreset) of `num_envs` identical envs."""
     return gym.vector.SyncVectorEnv([lambda: env_cls(**kwargs) for _ in range(num_envs)])
 
 

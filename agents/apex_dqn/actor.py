@@ -80,6 +80,10 @@ class ApexDQNActor(core.Actor):
         return self._epsilon
 
     @property
+    def items_written(self) -> int:
+        return 0 if self._adder is None else self._adder.items_written
+
+    @property
     def param_version(self) -> int:
         return self._variable_client.version
 

@@ -1,0 +1,44 @@
+"""Ape-X actor: the epsilon ladder and initial priorities computed from the actor's own Q-values."""
+
+import jax
+import numpy as np
+import pytest
+import reverb
+
+from agents import replay, specs, testing
+from agents.apex_dqn import builder
+from agents.apex_dqn.actor import apex_epsilon
+from agents.environment_loop import EnvironmentLoop
+
+
+def test_apex_epsilon_ladder():
+    # eps_i = 0.4^(1 + 7 i / (N - 1)), N = 3: 0.4, 0.4^4.5, 0.4^8.
+    assert [apex_epsilon(i, 3) for i in range(3)] == pytest.approx([0.4, 0.4**4.5, 0.4**8])
+    assert apex_epsilon(0, 1) == 0.4
+    with pytest.raises(ValueError, match=r"actor_id must be in \[0, 3\), got 3"):
+        apex_epsilon(3, 3)
+
+
+@pytest.mark.parametrize("env_cls", [testing.CountingEnv, testing.FrameWindowEnv])
+def test_initial_priorities_are_abs_n_step_td_errors_of_the_actors_params(env_cls):
+    env = testing.make_vector_env(env_cls, num_envs=2, episode_length=4, terminates=False)
+    spec = specs.make_environment_spec(env)
+    config = builder.make_config(hidden_sizes=(8,), n_step=2, discount=0.5, max_replay_size=100, min_replay_size=1)
+    layout = builder.make_transition_layout(config, spec)
+    server = reverb.Server(builder.make_replay_tables(config, spec))
+    address = f"localhost:{server.port}"
+    network = builder.make_networks(config, spec)
+    params = network.init(jax.random.PRNGKey(3))
+    source = testing.StaticVariableSource({"params": params, "version": 0})
+    actor = builder.make_actor(config, spec, source, address, actor_id=0, num_actors=1, seed=0)
+    EnvironmentLoop(env, actor, seed=0).run(num_env_steps=8)  # one episode of 4 steps in each env
+    actor.close()
+    assert actor.items_written == 8
+
+    batch = next(replay.sample_batches(address, config.replay_table_name, batch_size=400))
+    observation, next_observation = layout.observations(batch.data)
+    q = np.asarray(network.apply(params, observation))
+    q_next = np.asarray(network.apply(params, next_observation))
+    td = batch.data["n_step_return"] + batch.data["discount"] * q_next.max(-1) - q[np.arange(400), batch.data["action"]]
+    np.testing.assert_allclose(batch.priorities, np.abs(td), rtol=1e-4, atol=1e-6)
+    server.stop()
