@@ -53,10 +53,6 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = gym.spaces.Discrete(len(setup.positions))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        # View of every window of frames: windows[s] == frames[s : s + window]; a batch of
-        # observations is one gather from it.
-        self._windows = np.lib.stride_tricks.sliding_window_view(
-            setup.frames, (setup.window, NUM_FEATURES + 1))[:, 0]  # [T - window + 1, window, F + 1]
         # One spare zero row: an env that ended at the last bar steps once more before its reset.
         self._frames = np.concatenate([setup.frames, np.zeros((1, NUM_FEATURES + 1), np.float32)])
         B = self.num_envs
@@ -70,6 +66,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._recent = np.zeros((B, setup.window + _RING_STEPS, NUM_FEATURES + 1),
                                 dtype=np.float32)  # [B, window + _RING_STEPS, F + 1]
         self._recent_end = setup.window
+        self._make_views()
         # Cost fraction of moving from the position at row i (K: the initial 0) to level j.
         start_levels = np.append(setup.positions, 0.0)  # [K + 1]
         cost_table = np.abs(setup.positions[None, :] - start_levels[:, None]) * setup.trade_cost_rate
@@ -83,6 +80,24 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._uniforms = np.zeros((B, _UNIFORMS_PER_REFILL))
         self._uniform_index = np.zeros(B, dtype=np.int64)
         self._reset_done = False
+
+    def _make_views(self) -> None:
+        # windows[s] == frames[s : s + window]; resets gather from it.
+        self._windows = np.lib.stride_tricks.sliding_window_view(
+            self.setup.frames, (self.window, NUM_FEATURES + 1))[:, 0]  # [T - window + 1, window, F + 1]
+        row_type = np.dtype((np.void, self._frames.itemsize * (NUM_FEATURES + 1)))
+        self._frame_rows = self._frames.view(row_type)[:, 0]  # [T + 1] records of F + 1 floats
+        self._recent_rows = self._recent.view(row_type)[..., 0]  # [B, window + _RING_STEPS]
+
+    def __getstate__(self):  # views must be rebuilt, not pickled as copies
+        state = self.__dict__.copy()
+        for name in ("_windows", "_frame_rows", "_recent_rows"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._make_views()
 
     # -- randomness: env i draws one uniform per training reset from its own generator, in
     #    blocks, which is the same stream TradingEnv.np_random.random() gives one at a time.
@@ -185,9 +200,10 @@ class TradingVectorEnv(gym.vector.VectorEnv):
             keep = self.window - 1
             self._recent[:, :keep] = self._recent[:, self._recent_end - keep:]
             self._recent_end = keep
-        frame = self._frames[self._t]  # [B, F + 1]
-        frame[:, NUM_FEATURES] = target
-        self._recent[:, self._recent_end] = frame
+        # Append this bar's frame per env: rows moved as opaque 24-byte records (much faster
+        # than a float gather), then the held position written into the last column.
+        self._recent_rows[:, self._recent_end] = self._frame_rows.take(self._t)
+        self._recent[:, self._recent_end, NUM_FEATURES] = target
         self._recent_end += 1
         if self.mode == "train":
             truncated = self._t >= self._end

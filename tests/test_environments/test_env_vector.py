@@ -1,5 +1,7 @@
 """TradingVectorEnv: equal to B independent TradingEnvs, NEXT_STEP autoreset, gymnasium API."""
 
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -79,3 +81,18 @@ def test_make_vec_uses_the_vector_env():
     obs, _ = env.reset(seed=0)
     assert isinstance(env.unwrapped, TradingVectorEnv) and obs.shape[0] == 3
     env.close()
+
+
+def test_pickled_envs_continue_identically():
+    """Envs may be shipped to worker processes (Ray) or deep-copied mid-episode."""
+    market = synthetic_market("gbm", 300, seed=0)
+    vector = TradingVectorEnv(market, num_envs=3, window=8, episode_length=16)
+    single = TradingEnv(market, window=8, episode_length=16)
+    vector.reset(seed=0)
+    single.reset(seed=0)
+    copies = [pickle.loads(pickle.dumps(env)) for env in (vector, single)]
+    actions = np.random.default_rng(2).integers(0, 3, (30, 3))
+    for batch in actions:
+        np.testing.assert_array_equal(vector.step(batch)[0], copies[0].step(batch)[0])
+    for action in actions[:10, 0]:
+        np.testing.assert_array_equal(single.step(action)[0], copies[1].step(action)[0])
