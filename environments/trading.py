@@ -3,7 +3,8 @@ commission, half-spread and short-borrow costs; reward is the log change of port
 
 Accounting for the step at bar t (position p held before, target p' chosen now, r the
 close-to-close return from t to t+1; positions are fractions of portfolio value V):
-    cost_fraction = |p' - p| * (commission_bps + spread_bps) / 1e4 + max(-p', 0) * borrow_bps_per_step / 1e4
+    cost_fraction = |p' - p| * (commission_bps + spread_bps) / 1e4
+                    + max(-p', 0) * borrow_bps_per_step / 1e4
     growth        = 1 + p' * r - cost_fraction
     V_{t+1}       = V_t * growth,   reward = log(growth)
 The position is re-established at each close without charging for its drift with the price.

@@ -69,7 +69,8 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._make_views()
         # Cost fraction of moving from the position at row i (K: the initial 0) to level j.
         start_levels = np.append(setup.positions, 0.0)  # [K + 1]
-        cost_table = np.abs(setup.positions[None, :] - start_levels[:, None]) * setup.trade_cost_rate
+        cost_table = np.abs(setup.positions[None, :] - start_levels[:, None])
+        cost_table *= setup.trade_cost_rate
         cost_table += np.maximum(-setup.positions, 0.0)[None, :] * setup.borrow_rate  # [K + 1, K]
         self._cost_table = cost_table
         self._needs_reset = np.zeros(B, dtype=bool)
@@ -82,9 +83,10 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._reset_done = False
 
     def _make_views(self) -> None:
-        # windows[s] == frames[s : s + window]; resets gather from it.
+        # windows[s] == frames[s : s + window], [T - window + 1, window, F + 1]; resets gather
+        # from it.
         self._windows = np.lib.stride_tricks.sliding_window_view(
-            self.setup.frames, (self.window, NUM_FEATURES + 1))[:, 0]  # [T - window + 1, window, F + 1]
+            self.setup.frames, (self.window, NUM_FEATURES + 1))[:, 0]
         row_type = np.dtype((np.void, self._frames.itemsize * (NUM_FEATURES + 1)))
         self._frame_rows = self._frames.view(row_type)[:, 0]  # [T + 1] records of F + 1 floats
         self._recent_rows = self._recent.view(row_type)[..., 0]  # [B, window + _RING_STEPS]

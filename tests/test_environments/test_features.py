@@ -47,7 +47,8 @@ def test_hand_computed_features():
 def test_observations_up_to_t_ignore_later_prices():
     market = synthetic_market("ou", 200, seed=1)
     t_change = 120
-    envs = [TradingEnv(m, window=16, mode="eval") for m in (market, with_future_changed(market, t_change))]
+    markets = (market, with_future_changed(market, t_change))
+    envs = [TradingEnv(m, window=16, mode="eval") for m in markets]
     observations = [[env.reset()[0]] for env in envs]
     actions = np.random.default_rng(0).integers(0, 3, t_change - 16)
     for env, obs in zip(envs, observations):

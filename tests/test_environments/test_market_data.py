@@ -112,7 +112,8 @@ def test_synthetic_markets_are_seeded_and_valid(kind):
     for name in ("open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert not np.array_equal(a.close, c.close)
-    assert (a.high >= np.maximum(a.open, a.close)).all() and (a.low <= np.minimum(a.open, a.close)).all()
+    assert (a.high >= np.maximum(a.open, a.close)).all()
+    assert (a.low <= np.minimum(a.open, a.close)).all()
 
 
 def test_ou_market_mean_reverts():
