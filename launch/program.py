@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 LAUNCH_TYPES = ("local_mt", "local_mp", "ray")
 
@@ -496,8 +496,12 @@ class RayLaunched(Launched):
         self._pid_refs: dict[str, Any] = {}
         self._restartable = [l for l, n in program.nodes.items() if n.max_restarts != 0]
         try:
+            start = time.monotonic()
             self._start_ray(ray_address, code_dir)
+            log.info("Ray %s in %.1f s", "joined" if ray_address else "started", time.monotonic() - start)
+            start = time.monotonic()
             self._start_nodes(startup_timeout_s)
+            log.info("%d node processes up in %.1f s", len(self.labels), time.monotonic() - start)
         except BaseException:
             self._stopped = True
             self.close()
@@ -684,6 +688,19 @@ def _ray_error_text(error: BaseException) -> str:
     return text
 
 
+def node_host() -> str:
+    """A host name other nodes can reach this process at (for servers such as Reverb's).
+
+    Inside a Ray worker: this machine's address in the Ray cluster; otherwise localhost.
+    """
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    return "localhost"
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """One plain line per message on stderr for the launcher's own messages."""
     handler = logging.StreamHandler(sys.stderr)
@@ -693,6 +710,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     root.propagate = False
 
-
-def labels_with_prefix(labels: Sequence[str], prefix: str) -> list[str]:
-    return [label for label in labels if label.startswith(prefix)]

@@ -30,6 +30,7 @@ class Recorder:
         )
         self._latest: dict[tuple[str, int | None], dict[str, Any]] = {}
         self._writes: dict[str, int] = {}
+        self._sums: dict[str, list[float]] = {}  # key -> [sum, count] over the whole run
         self._closed = False
 
     def write(self, node: str, record: Mapping[str, Any], step: int | None = None) -> None:
@@ -52,12 +53,22 @@ class Recorder:
             for key, value in named.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._tensorboard.add_scalar(key, value, global_step=step, walltime=now)
+                    total = self._sums.setdefault(key, [0.0, 0])
+                    total[0] += value
+                    total[1] += 1
             self._latest[(node, record.get("pid"))] = {"node": node, "step": step, "time": now, **named}
 
     def latest(self) -> list[dict[str, Any]]:
         """The newest record of every (node, pid), oldest node first."""
         with self._lock:
             return [dict(record) for record in self._latest.values()]
+
+    def mean(self, suffix: str) -> float | None:
+        """Mean over every record of the run of the keys ending in `suffix` (None if none)."""
+        with self._lock:
+            totals = [total for key, total in self._sums.items() if key.endswith(suffix)]
+        count = sum(total[1] for total in totals)
+        return sum(total[0] for total in totals) / count if count else None
 
     def close(self) -> None:
         with self._lock:
@@ -69,11 +80,13 @@ class Recorder:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-friendly scalars: numpy/jax numbers become Python numbers."""
+    """JSON-friendly values: numpy/jax numbers become Python numbers; inf/nan become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if hasattr(value, "item") and getattr(value, "size", 1) == 1:
-        return value.item()
+        return _plain(value.item())
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (list, tuple)):

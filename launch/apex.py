@@ -1,0 +1,372 @@
+"""Ape-X training on a trading market: `python launch/apex.py --lp_launch_type=local_mp`.
+
+Builds the program (recorder, replay, learner, evaluator, N actors) from the agent's builder,
+launches it, shows a live progress line, stops at the first limit reached (or on an error,
+Ctrl-C or SIGTERM), and leaves in the workdir: metrics.jsonl, TensorBoard events, eval plots,
+learner and replay checkpoints, and summary.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Before anything imports jax or tensorflow (in this process; node processes get the same
+# through Ray's runtime_env).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.join(REPO_ROOT, "launch"):
+    sys.path[0] = REPO_ROOT  # run as a script: import `launch.*`, never launch/ as top level.
+elif REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import ast  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+
+from launch import program as lp  # noqa: E402
+from launch import progress  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("lp_launch_type", "local_mp", list(lp.LAUNCH_TYPES),
+                  "local_mt: threads in this process; local_mp: one process per node on a local "
+                  "Ray instance; ray: join the Ray cluster at --ray_address.")
+flags.DEFINE_string("ray_address", None, "HOST:PORT of a running Ray cluster (--lp_launch_type=ray).")
+flags.DEFINE_string("agent", "apex_dqn", "Agent builder, by its name in agents/registry.py.")
+flags.DEFINE_string("agent_config", "", "Overrides of the agent's config: key=value,key=value.")
+flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp).")
+flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
+flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
+                    "synthetic:regime, or the path of an OHLCV CSV file.")
+flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
+flags.DEFINE_integer("synthetic_steps", 4096, "Bars of a synthetic market.")
+flags.DEFINE_float("train_fraction", 0.8, "Chronological train/test split of the market.")
+flags.DEFINE_integer("window", 32, "Bars in one observation.")
+flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
+flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
+                     "(restored steps count); 0: no limit.")
+flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors; 0: no limit.")
+flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes; 0: no limit.")
+flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
+flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
+flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
+flags.DEFINE_integer("eval_every", 500, "Evaluate on the test split every this many learner steps "
+                     "(and once at the end).")
+flags.DEFINE_integer("checkpoint_every", 1000, "Learner checkpoint every this many steps "
+                     "(and at the end); 0: only at the end.")
+
+log = logging.getLogger("launch.apex")
+
+
+class UsageError(ValueError):
+    """A flag value that cannot work; the message names the flag and what was expected."""
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything checked before any process starts."""
+
+    builder: Any
+    config: Any
+    spec: Any
+    train: Any
+    test: Any
+    env_kwargs: dict
+    workdir: str
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Splits at commas outside brackets: "a=1,b=(2,3)" -> ["a=1", "b=(2,3)"]."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in parts + [current] if part.strip()]
+
+
+def parse_agent_config(text: str) -> dict[str, Any]:
+    """--agent_config "key=value,..." with Python literals: batch_size=64,hidden_sizes=(64,64)."""
+    overrides = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--agent_config: {item!r} is not key=value")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def load_market(data: str, date_format: str | None, synthetic_steps: int, seed: int) -> Any:
+    from environments import load_csv, synthetic_market
+
+    if data == "synthetic" or data.startswith("synthetic:"):
+        kind = data.partition(":")[2] or "ou"
+        return synthetic_market(kind=kind, num_steps=synthetic_steps, seed=seed)
+    if not os.path.isfile(data):
+        raise UsageError("no such file (expected 'synthetic[:kind]' or a CSV path)")
+    return load_csv(data, date_format=date_format)
+
+
+def check_flags() -> Setup:
+    """Validates every flag (loading the data and building one env of each split)."""
+    counts = {"num_actors": 1, "envs_per_actor": 1, "window": 1, "episode_length": 1,
+              "eval_every": 1, "synthetic_steps": 2, "max_learner_steps": 0,
+              "max_env_steps": 0, "checkpoint_every": 0}
+    for name, minimum in counts.items():
+        if getattr(FLAGS, name) < minimum:
+            raise UsageError(f"--{name}={getattr(FLAGS, name)}: expected an integer >= {minimum}")
+    if not (FLAGS.max_seconds >= 0 and math.isfinite(FLAGS.max_seconds)):
+        raise UsageError(f"--max_seconds={FLAGS.max_seconds}: expected a number >= 0")
+    if not 0 < FLAGS.train_fraction < 1:
+        raise UsageError(f"--train_fraction={FLAGS.train_fraction}: expected a number in (0, 1)")
+    if FLAGS.lp_launch_type == "ray" and not FLAGS.ray_address:
+        raise UsageError("--lp_launch_type=ray needs --ray_address=HOST:PORT of a running Ray cluster")
+    if FLAGS.ray_address and FLAGS.lp_launch_type != "ray":
+        raise UsageError(f"--ray_address is only used with --lp_launch_type=ray "
+                         f"(got --lp_launch_type={FLAGS.lp_launch_type})")
+
+    workdir = os.path.abspath(FLAGS.workdir or os.path.join(
+        "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{FLAGS.agent}"))
+    learner_dir = os.path.join(workdir, "checkpoints", "learner")
+    if FLAGS.restore:
+        from launch import checkpoints
+
+        if not FLAGS.workdir:
+            raise UsageError("--restore needs --workdir, the folder of the run to continue")
+        if not checkpoints.checkpoint_steps(learner_dir):
+            raise UsageError(f"--restore: no learner checkpoint in {learner_dir}")
+    elif os.path.isdir(workdir) and os.listdir(workdir):
+        raise UsageError(f"--workdir={workdir} is not empty; pass --restore to continue that run "
+                         f"or choose a new folder")
+
+    # Data and window first (numpy only); the agent's builder (jax, reverb) is imported last.
+    from environments import MarketDataError, TradingEnv, TradingVectorEnv
+
+    try:
+        market = load_market(FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.seed)
+        train, test = market.split(FLAGS.train_fraction)
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"--data={FLAGS.data}: {error}") from None
+    env_kwargs = dict(window=FLAGS.window, episode_length=FLAGS.episode_length)
+    try:
+        train_env = TradingVectorEnv(train, num_envs=1, mode="train", **env_kwargs)
+        TradingEnv(test, mode="eval", **env_kwargs)
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"--window={FLAGS.window} --episode_length={FLAGS.episode_length} "
+                         f"--data={FLAGS.data}: {error}") from None
+    from launch.nodes import get_builder
+
+    try:
+        builder = get_builder(FLAGS.agent)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        config = builder.make_config(**parse_agent_config(FLAGS.agent_config))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--agent_config={FLAGS.agent_config!r}: {error}") from None
+    spec = builder.make_environment_spec(train_env)
+    train_env.close()
+    return Setup(builder, config, spec, train, test, env_kwargs, workdir)
+
+
+def build_program(setup: Setup) -> lp.Program:
+    """The Ape-X program: recorder, replay, learner, evaluator, actors (in this order)."""
+    from launch import nodes
+    from launch.recorder import Recorder
+
+    workdir, agent, seed = setup.workdir, FLAGS.agent, FLAGS.seed
+    common = dict(agent=agent, config=setup.config, spec=setup.spec)
+    program = lp.Program("apex")
+    recorder = program.add_node("recorder", Recorder, workdir, num_cpus=0)
+    replay = program.add_node(
+        "replay", nodes.ReplayNode, **common,
+        checkpoint_dir=os.path.join(workdir, "checkpoints", "replay"), num_cpus=0,
+    )
+    learner = program.add_node(
+        "learner", nodes.LearnerNode, **common, replay=replay, recorder=recorder, seed=seed,
+        checkpoint_dir=os.path.join(workdir, "checkpoints", "learner"),
+        max_learner_steps=FLAGS.max_learner_steps, checkpoint_every=FLAGS.checkpoint_every,
+        restore=FLAGS.restore,
+        num_cpus=1, num_gpus="auto", max_concurrency=4 + 2 * FLAGS.num_actors,
+    )
+    program.add_node(
+        "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
+        market=setup.test, env_kwargs=setup.env_kwargs, eval_every=FLAGS.eval_every,
+        eval_dir=os.path.join(workdir, "eval"), num_cpus=0,
+    )
+    actor_env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    for actor_id in range(FLAGS.num_actors):
+        program.add_node(
+            f"actor_{actor_id}", nodes.ActorNode, **common, learner=learner, replay=replay,
+            recorder=recorder, actor_id=actor_id, num_actors=FLAGS.num_actors, seed=seed,
+            market=setup.train, envs_per_actor=FLAGS.envs_per_actor, env_kwargs=setup.env_kwargs,
+            num_cpus=1, max_restarts=-1, env_vars=actor_env,
+        )
+    return program
+
+
+def totals(latest: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run totals from the recorder's newest record of every (node, process)."""
+    env_steps_by_process: dict[str, int] = {}
+    learner: dict[str, Any] = {}
+    evaluator: dict[str, Any] = {}
+    for record in latest:
+        node = record["node"]
+        if node.startswith("actor_"):
+            steps = int(record.get(f"{node}/env_steps", 0) or 0)
+            env_steps_by_process[f"{node}/{record.get(f'{node}/pid')}"] = steps
+        elif node == "learner":
+            learner = record
+        elif node == "evaluator":
+            evaluator = record
+    return {
+        "env_steps": sum(env_steps_by_process.values()),
+        "env_steps_by_process": env_steps_by_process,
+        "learner_steps": int(learner.get("learner/learner_steps", 0)),
+        "param_syncs": int(learner.get("learner/param_syncs", 0)),
+        "eval": {key.split("/", 1)[1]: value for key, value in evaluator.items() if "/" in key},
+    }
+
+
+def run(setup: Setup) -> int:
+    workdir = setup.workdir
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "flags.txt"), "a") as file:
+        file.write(FLAGS.flags_into_string() + "\n")
+    log.info("workdir: %s", workdir)
+    start = time.monotonic()
+    program = build_program(setup)
+    launched = program.launch(FLAGS.lp_launch_type, ray_address=FLAGS.ray_address, code_dir=REPO_ROOT)
+    with launched:
+        clients = launched.clients
+        recorder, replay = clients["recorder"], clients["replay"]
+        running_since = time.monotonic()
+        restored_replay_items = replay.size()
+        restored_step = clients["learner"].learner_steps()
+        view = progress.ProgressLine(FLAGS.max_seconds)
+        state: dict[str, Any] = {"totals": totals([]), "polled": 0.0}
+
+        def refresh() -> dict[str, Any]:
+            if time.monotonic() - state["polled"] >= 1.0:
+                state["totals"] = totals(recorder.latest())
+                state["totals"]["replay_items"] = replay.size()
+                state["totals"]["mean_param_lag"] = recorder.mean("/param_lag")
+                state["polled"] = time.monotonic()
+            return state["totals"]
+
+        def stop_when() -> str | None:
+            elapsed = time.monotonic() - running_since
+            if FLAGS.max_seconds and elapsed >= FLAGS.max_seconds:
+                return f"limit: max_seconds={FLAGS.max_seconds:g}"
+            if FLAGS.max_env_steps and refresh()["env_steps"] >= FLAGS.max_env_steps:
+                return f"limit: max_env_steps={FLAGS.max_env_steps}"
+            return None
+
+        def on_poll() -> None:
+            view.update(time.monotonic() - running_since, refresh(), restored_step)
+
+        with view:
+            outcome = launched.wait(stop_when=stop_when, on_poll=on_poll)
+        reason = outcome.reason
+        if reason == "learner finished":
+            reason = f"limit: max_learner_steps={FLAGS.max_learner_steps}"
+        log.info("stopping: %s", reason)
+        run_s = time.monotonic() - running_since
+        launched.stop()
+        final_eval: dict[str, Any] = {}
+        if not launched.errors:
+            try:
+                final_eval = clients["evaluator"].evaluate()
+            except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
+                log.error("final evaluation failed: %s", error)
+        result = totals(recorder.latest())
+        result["replay_items"] = replay.size()
+        result["mean_param_lag"] = recorder.mean("/param_lag")
+        launched.close()
+    errors = launched.errors
+    wall_s = time.monotonic() - start
+    pids = launched.pids()
+    actor_labels = [label for label in pids if label.startswith("actor_")]
+    steps_by_process = result["env_steps_by_process"]
+    learner_steps = max(result["learner_steps"], restored_step)
+    eval_metrics = {key: final_eval.get(key, result["eval"].get(key)) for key in (
+        "total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe",
+        "annualized_return", "sortino", "turnover", "hit_rate", "learner_steps")}
+    summary = {
+        "launch_type": launched.launch_type,
+        "agent": FLAGS.agent,
+        "num_actors": FLAGS.num_actors,
+        "envs_per_actor": FLAGS.envs_per_actor,
+        "data": setup.train.source.split("[")[0],
+        "stop_reason": reason,
+        "env_steps": result["env_steps"],
+        "learner_steps": learner_steps,
+        "restored_from_step": restored_step if FLAGS.restore else None,
+        "restored_replay_items": restored_replay_items if FLAGS.restore else None,
+        "wall_s": round(wall_s, 2),
+        "run_s": round(run_s, 2),
+        "env_steps_per_s": result["env_steps"] / run_s if run_s > 0 else 0.0,
+        "learner_steps_per_s": (learner_steps - restored_step) / run_s if run_s > 0 else 0.0,
+        "replay_items": result["replay_items"],
+        "actor_pids": sorted({int(key.rsplit("/", 1)[1]) for key, steps in steps_by_process.items()
+                              if steps > 0 and key.rsplit("/", 1)[1].isdigit()}),
+        "env_steps_by_actor_process": steps_by_process,
+        "actor_restarts": sum(launched.restarts()[label] for label in actor_labels),
+        "node_pids": pids,
+        "param_syncs": result["param_syncs"],
+        "mean_param_lag": result["mean_param_lag"],
+        "eval": eval_metrics,
+        "errors": [str(error) for error in errors],
+        "workdir": workdir,
+    }
+    with open(os.path.join(workdir, "summary.json"), "w") as file:
+        json.dump(summary, file, indent=2, default=str)
+    for error in errors:
+        print(f"ERROR {error}", file=sys.stderr)
+    print(progress.final_report(summary), flush=True)
+    if errors:
+        return 1
+    if reason.startswith("interrupted"):
+        return 130 if "SIGINT" in reason else 143
+    return 0
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing that fails with one line (the flag, the value, what was expected)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"apex.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        print(f"apex.py: error: unexpected arguments {argv[1:]} (flags are --name=value)", file=sys.stderr)
+        sys.exit(2)
+    lp.configure_logging()
+    try:
+        setup = check_flags()
+    except UsageError as error:
+        print(f"apex.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(setup))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

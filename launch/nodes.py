@@ -1,0 +1,297 @@
+"""The nodes of an Ape-X run: replay, learner, actors, evaluator.
+
+Each node only calls the agent's builder (looked up by name in agents/registry.py) and the
+environments API; none knows how it was launched. Clients of other nodes arrive as
+constructor arguments (the objects themselves under local_mt, Ray clients otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from agents import core
+from launch import checkpoints
+from launch.program import node_host
+
+LOG_EVERY_S = 2.0  # seconds between metric records of one node
+
+
+def get_builder(agent: str) -> Any:
+    from agents.registry import AGENTS
+
+    if agent not in AGENTS:
+        raise ValueError(f"--agent={agent!r} is not in agents/registry.py; known: {sorted(AGENTS)}")
+    return AGENTS[agent]
+
+
+class VariableSourceClient(core.VariableSource):
+    """The learner as actors see it: `get_variables` whether it is local or in another process."""
+
+    def __init__(self, learner: Any):
+        self._learner = learner
+
+    def get_variables(self, names: Sequence[str]) -> list[Any]:
+        return self._learner.get_variables(list(names))
+
+
+class ReplayNode:
+    """The Reverb server with the builder's tables; checkpointed into `checkpoint_dir`.
+
+    Reverb's checkpointer loads the newest checkpoint found there when the server starts,
+    which is how --restore brings the replay contents back.
+    """
+
+    def __init__(self, agent: str, config: Any, spec: Any, checkpoint_dir: str):
+        import reverb
+
+        tables = get_builder(agent).make_replay_tables(config, spec)
+        checkpointer = reverb.checkpointers.DefaultCheckpointer(path=checkpoint_dir)
+        self._server = reverb.Server(tables, port=None, checkpointer=checkpointer)
+        self._client = self._server.localhost_client()
+        self._address = f"{node_host()}:{self._server.port}"
+        self._closed = False
+
+    def address(self) -> str:
+        """host:port of the server, reachable from the other nodes."""
+        return self._address
+
+    def size(self) -> int:
+        """Items now in all tables."""
+        if self._closed:
+            return self._final_size
+        return int(sum(info.current_size for info in self._client.server_info().values()))
+
+    def close(self) -> None:
+        """Checkpoints the tables, then stops the server (unblocking any waiting client)."""
+        if self._closed:
+            return
+        self._final_size = self.size()
+        self._client.checkpoint()
+        self._closed = True
+        self._server.stop()
+
+
+class LearnerNode:
+    """Steps the builder's learner; serves its variables; checkpoints every N steps and at the end."""
+
+    def __init__(
+        self,
+        agent: str,
+        config: Any,
+        spec: Any,
+        replay: Any,
+        recorder: Any,
+        seed: int,
+        checkpoint_dir: str,
+        max_learner_steps: int = 0,
+        checkpoint_every: int = 1000,
+        restore: bool = False,
+    ):
+        self._learner = get_builder(agent).make_learner(config, spec, replay.address(), seed)
+        self._recorder = recorder
+        self._checkpoint_dir = checkpoint_dir
+        self._max_steps = max_learner_steps
+        self._checkpoint_every = checkpoint_every
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._param_syncs = 0
+        self._restored_step = 0
+        if restore:
+            self._restored_step, state = checkpoints.load_latest(checkpoint_dir, self._learner.save())
+            self._learner.restore(state)
+        self._steps = self._restored_step
+        self._saved_step = self._restored_step if restore else -1
+
+    # Served to other nodes while run() goes on (the learner's get_variables is thread-safe).
+    def get_variables(self, names: Sequence[str]) -> list[Any]:
+        if "params" in names:
+            with self._lock:
+                self._param_syncs += 1
+        return self._learner.get_variables(list(names))
+
+    def learner_steps(self) -> int:
+        return self._steps
+
+    def run(self) -> None:
+        pid = os.getpid()
+        last_log = time.monotonic()
+        steps_at_last_log = self._steps
+        metrics: Mapping[str, Any] = {}
+        while not self._stop.is_set():
+            if self._max_steps and self._steps >= self._max_steps:
+                break
+            try:
+                metrics = self._learner.step()
+            except Exception:
+                if self._stop.is_set():
+                    break  # the replay was closed under a sampling learner: we are stopping.
+                raise
+            self._steps += 1
+            if self._checkpoint_every and self._steps % self._checkpoint_every == 0:
+                self._save()
+            now = time.monotonic()
+            if now - last_log >= LOG_EVERY_S:
+                self._log(metrics, (self._steps - steps_at_last_log) / (now - last_log), pid)
+                last_log, steps_at_last_log = now, self._steps
+        self._log(metrics, None, pid)
+
+    def _log(self, metrics: Mapping[str, Any], steps_per_s: float | None, pid: int) -> None:
+        record = {key: value for key, value in metrics.items()}
+        record.update(learner_steps=self._steps, param_syncs=self._param_syncs, pid=pid)
+        if steps_per_s is not None:
+            record["learner_steps_per_s"] = steps_per_s
+        self._recorder.write("learner", record, step=self._steps)
+
+    def _save(self) -> None:
+        checkpoints.save(self._checkpoint_dir, self._steps, self._learner.save())
+        self._saved_step = self._steps
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Writes the final checkpoint (unless this step is saved already)."""
+        if self._saved_step != self._steps:
+            self._save()
+
+
+class ActorNode:
+    """One actor: a TradingVectorEnv on the train split stepped by the builder's actor.
+
+    Logs its env steps under its node label and process id, so steps of a restarted process
+    are told apart from those of the one it replaced.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        config: Any,
+        spec: Any,
+        learner: Any,
+        replay: Any,
+        recorder: Any,
+        actor_id: int,
+        num_actors: int,
+        seed: int,
+        market: Any,
+        envs_per_actor: int,
+        env_kwargs: Mapping[str, Any],
+    ):
+        from agents.environment_loop import EnvironmentLoop
+        from environments import TradingVectorEnv
+
+        builder = get_builder(agent)
+        self._label = f"actor_{actor_id}"
+        self._learner = learner
+        self._recorder = recorder
+        self._stop = threading.Event()
+        self._env = TradingVectorEnv(market, num_envs=envs_per_actor, mode="train", **env_kwargs)
+        self._actor = builder.make_actor(
+            config, spec, VariableSourceClient(learner), replay.address(), actor_id, num_actors, seed
+        )
+        self._loop = EnvironmentLoop(
+            self._env, self._actor, label=self._label, should_stop=self._stop, logger=self._log,
+            log_every_s=LOG_EVERY_S, seed=seed + 1000 * actor_id,
+        )
+
+    def _log(self, metrics: Mapping[str, Any]) -> None:
+        record = dict(metrics)
+        record["pid"] = os.getpid()
+        version = record.get(f"{self._label}/param_version")
+        if version is not None:
+            learner_version = int(self._learner.get_variables(["version"])[0])
+            record["param_lag"] = max(0, learner_version - int(version))
+        self._recorder.write(self._label, record, step=record.get(f"{self._label}/env_steps"))
+
+    def run(self) -> None:
+        self._loop.run()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._actor.close()
+        self._env.close()
+
+
+class EvaluatorNode:
+    """Runs the greedy policy over the test split every `eval_every` learner steps.
+
+    Logs the trading metrics with buy-and-hold and flat on the same split, and writes
+    `eval/equity_<step>.png`.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        config: Any,
+        spec: Any,
+        learner: Any,
+        recorder: Any,
+        market: Any,
+        env_kwargs: Mapping[str, Any],
+        eval_every: int,
+        eval_dir: str,
+        poll_s: float = 1.0,
+    ):
+        from environments import TradingEnv
+
+        self._policy = get_builder(agent).make_eval_policy(config, spec)
+        self._env = TradingEnv(market, mode="eval", **env_kwargs)
+        self._learner = learner
+        self._recorder = recorder
+        self._eval_every = eval_every
+        self._eval_dir = eval_dir
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one evaluation at a time (run loop or final)
+        self._last: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        next_step = None
+        while not self._stop.wait(self._poll_s):
+            (version,) = self._learner.get_variables(["version"])
+            version = int(version)
+            if next_step is None:  # a restored learner starts past 0.
+                next_step = (version // self._eval_every + 1) * self._eval_every
+            if version >= next_step:
+                self.evaluate()
+                next_step = (version // self._eval_every + 1) * self._eval_every
+
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluates the learner's newest parameters (unless they were evaluated already)."""
+        from environments.metrics import evaluate_with_baselines
+
+        with self._lock:
+            params, version = self._learner.get_variables(["params", "version"])
+            version = int(version)
+            if self._last is not None and self._last["learner_steps"] == version:
+                return self._last
+
+            def act(obs: np.ndarray) -> int:
+                return int(np.asarray(self._policy(params, obs[None]))[0])  # obs [window, F + 1]
+
+            start = time.monotonic()
+            path = os.path.join(self._eval_dir, f"equity_{version}.png")
+            results = evaluate_with_baselines(self._env, act, plot_path=path)
+            agent, hold = results["agent"], results["buy_and_hold"]
+            record = {name: agent[name] for name in (
+                "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
+                "turnover", "hit_rate")}
+            record.update(
+                buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
+                buy_and_hold_max_drawdown=hold["max_drawdown"],
+                flat_return=results["flat"]["total_return"], learner_steps=version,
+                eval_s=time.monotonic() - start, equity_plot=path,
+            )
+            self._recorder.write("evaluator", record, step=version)
+            self._last = record
+            return record
+
+    def stop(self) -> None:
+        self._stop.set()

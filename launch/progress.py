@@ -1,0 +1,80 @@
+"""The live progress line of a run (rich), and the report printed when it ends."""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+PLAIN_EVERY_S = 10.0  # without a terminal: one plain line this often
+RATE_WINDOW_S = 10.0  # rates are measured over about this many seconds (nodes log every 2 s)
+
+
+def _format(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+class ProgressLine:
+    """learner step, env steps, env steps/s, learner steps/s, replay size, param lag, eval Sharpe."""
+
+    def __init__(self, max_seconds: float):
+        self._max_seconds = max_seconds
+        self._console = Console(file=sys.stdout)
+        self._live: Live | None = None
+        self._samples: collections.deque = collections.deque()  # (elapsed, env steps, learner steps)
+        self._last_plain = 0.0
+
+    def __enter__(self) -> "ProgressLine":
+        if self._console.is_terminal:
+            self._live = Live(Text("starting..."), console=self._console, refresh_per_second=2,
+                              transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc_info)
+
+    def update(self, elapsed: float, totals: dict[str, Any], restored_step: int = 0) -> None:
+        env_steps, learner_steps = totals["env_steps"], totals["learner_steps"]
+        samples = self._samples
+        samples.append((elapsed, env_steps, learner_steps))
+        while len(samples) > 2 and elapsed - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        dt = elapsed - samples[0][0]
+        env_rate = (env_steps - samples[0][1]) / dt if dt > 0 else 0.0
+        learner_rate = (learner_steps - samples[0][2]) / dt if dt > 0 else 0.0
+        limit = f"/{self._max_seconds:.0f}" if self._max_seconds else ""
+        line = (
+            f"[{elapsed:5.0f}{limit} s] learner step {learner_steps:,} "
+            f"({learner_rate:,.1f}/s) | env steps {env_steps:,} ({env_rate:,.0f}/s) | "
+            f"replay {totals.get('replay_items', 0):,} | param lag "
+            f"{_format(totals.get('mean_param_lag'))} | eval sharpe "
+            f"{_format(totals['eval'].get('sharpe'), 2)}"
+        )
+        if self._live is not None:
+            self._live.update(Text(line))
+        elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
+            self._last_plain = time.monotonic()
+            print(line, flush=True)
+
+
+def final_report(summary: dict[str, Any]) -> str:
+    ev = summary["eval"]
+    return "\n".join([
+        f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
+        f"[{summary['launch_type']}, {summary['num_actors']} actors]",
+        f"  learner steps {summary['learner_steps']:,} ({summary['learner_steps_per_s']:.1f}/s), "
+        f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
+        f"replay items {summary['replay_items']:,}, actor restarts {summary['actor_restarts']}",
+        f"  eval on the test split: total return {_format(ev.get('total_return'), 4)}, sharpe "
+        f"{_format(ev.get('sharpe'), 2)}, max drawdown {_format(ev.get('max_drawdown'), 4)} "
+        f"(buy and hold: return {_format(ev.get('buy_and_hold_return'), 4)}, sharpe "
+        f"{_format(ev.get('buy_and_hold_sharpe'), 2)})",
+        f"  results: {summary['workdir']} (summary.json, metrics.jsonl, tensorboard/, eval/, checkpoints/)",
+    ])
