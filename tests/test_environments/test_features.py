@@ -42,6 +42,9 @@ def test_hand_computed_features():
     log_volume = np.log1p(market.volume)
     np.testing.assert_allclose(features[25, 3], log_volume[25] - log_volume[6:26].mean(), atol=1e-5)
     np.testing.assert_allclose(features[25, 4], np.std(features[6:26, 0]), rtol=1e-4)
+    log_close = np.log(close)
+    np.testing.assert_allclose(features[25, 5], 100 * (log_close[25] - log_close[:26].mean()),
+                               atol=1e-4)
 
 
 def test_observations_up_to_t_ignore_later_prices():
@@ -55,3 +58,12 @@ def test_observations_up_to_t_ignore_later_prices():
         obs += [env.step(a)[0] for a in actions]  # the last observation is at bar t_change
     for a, b in zip(*observations):
         np.testing.assert_array_equal(a, b)
+
+
+def test_price_level_feature_uses_trailing_window():
+    market = synthetic_market("ou", 300, seed=3)
+    features = compute_features(market).astype(np.float64)
+    log_close = np.log(market.close)
+    # t = 200: the trailing mean covers bars 73..200 (LEVEL_STEPS = 128 of them).
+    np.testing.assert_allclose(features[200, 5], 100 * (log_close[200] - log_close[73:201].mean()),
+                               atol=1e-4)
