@@ -294,6 +294,11 @@ def run(setup: Setup) -> int:
                 final_eval = clients["evaluator"].evaluate()
             except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
                 log.error("final evaluation failed: %s", error)
+        # Users of the replay close first (their writers flush), so replay_items is what the
+        # replay checkpoint written by its close() holds.
+        for label in reversed(launched.labels):
+            if label not in ("recorder", "replay"):
+                launched.close_node(label)
         result = totals(recorder.latest())
         result["replay_items"] = replay.size()
         result["mean_param_lag"] = recorder.mean("/param_lag")

@@ -7,6 +7,7 @@ constructor arguments (the objects themselves under local_mt, Ray clients otherw
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,8 @@ from launch import checkpoints
 from launch.program import node_host
 
 LOG_EVERY_S = 2.0  # seconds between metric records of one node
+
+log = logging.getLogger("launch.nodes")
 
 
 def get_builder(agent: str) -> Any:
@@ -215,7 +218,10 @@ class ActorNode:
         self._stop.set()
 
     def close(self) -> None:
-        self._actor.close()
+        try:
+            self._actor.close()  # flushes its replay writer
+        except Exception as error:  # noqa: BLE001 - the replay may be closed already.
+            log.warning("%s: closing the actor failed (was the replay closed first?): %s", self._label, error)
         self._env.close()
 
 

@@ -290,6 +290,11 @@ class Launched:
                 finally:
                     self._teardown()
 
+    def close_node(self, label: str, timeout_s: float = 120.0) -> None:
+        """Closes one node now (after stop()), e.g. actors before reading the replay's size."""
+        self.stop()
+        self._close_once(label, timeout_s)
+
     def _close_once(self, label: str, timeout_s: float) -> None:
         if label in self._closed_labels:
             return
@@ -486,6 +491,11 @@ class RayLaunched(Launched):
         startup_timeout_s: float,
     ):
         super().__init__(program)
+        if ray_address and "RAY_AUTH_MODE" not in os.environ and _have_ray_token():
+            # Ray 2.60 turns token authentication on for clusters it starts, but a driver that
+            # names an address must opt in itself (before ray is imported): it then sends the
+            # token this machine holds, which must be the cluster's.
+            os.environ["RAY_AUTH_MODE"] = "token"
         import ray
 
         self._ray = ray
@@ -686,6 +696,13 @@ def _ray_error_text(error: BaseException) -> str:
     except ImportError:
         pass
     return text
+
+
+def _have_ray_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path)
 
 
 def node_host() -> str:

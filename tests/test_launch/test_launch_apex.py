@@ -1,0 +1,264 @@
+"""End-to-end: the real launcher (`launch/apex.py`) in subprocesses with tiny limits.
+
+Runs are shared between tests where that keeps them honest (a restore continues the
+local_mt run; the local_mp run is also the one whose actor is killed and which is ended
+with Ctrl-C), because each Ray start costs several seconds on a 2-core machine.
+"""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+APEX = os.path.join(REPO_ROOT, "launch", "apex.py")
+
+# A tiny agent and market: learning starts after 64 items, 32-item batches, a 32x32 MLP.
+TINY = [
+    "--agent_config=min_replay_size=64,batch_size=32,hidden_sizes=(32,32),"
+    "variable_update_period=40,prefetch_batches=1,target_update_period=10",
+    "--envs_per_actor=4", "--synthetic_steps=600", "--window=8", "--episode_length=32",
+    "--eval_every=10", "--checkpoint_every=10",
+]
+SUMMARY_KEYS = {
+    "launch_type", "num_actors", "env_steps", "learner_steps", "wall_s", "env_steps_per_s",
+    "learner_steps_per_s", "replay_items", "actor_pids", "param_syncs", "mean_param_lag",
+    "eval", "actor_restarts",
+}
+EVAL_KEYS = {"total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe"}
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_apex(*flags, timeout=240):
+    return subprocess.run(
+        [sys.executable, APEX, *flags], cwd=REPO_ROOT, env=_env(), capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+def read_summary(workdir):
+    with open(os.path.join(workdir, "summary.json")) as file:
+        return json.load(file)
+
+
+def read_metrics(workdir):
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.endswith("\n")]
+
+
+def ray_system_pids():
+    """Pids of Ray's own servers (raylet, gcs_server) on this machine."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()
+            if "/raylet/raylet" in line or "/gcs/gcs_server" in line}
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def assert_no_process_left(summary, ray_before):
+    pids = [pid for node_pids in summary["node_pids"].values() for pid in node_pids]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (any(map(alive, pids)) or ray_system_pids() - ray_before):
+        time.sleep(0.5)
+    assert [pid for pid in pids if alive(pid)] == []
+    assert ray_system_pids() - ray_before == set()
+
+
+def assert_finite_eval(summary):
+    assert EVAL_KEYS <= set(summary["eval"])
+    for key in EVAL_KEYS:
+        assert math.isfinite(summary["eval"][key]), (key, summary["eval"])
+
+
+@pytest.fixture(scope="module")
+def mt_run(tmp_path_factory):
+    """A local_mt run of 20 learner steps; the restore test continues it."""
+    workdir = str(tmp_path_factory.mktemp("apex_mt") / "run")
+    result = run_apex("--lp_launch_type=local_mt", "--max_learner_steps=20", "--max_seconds=180",
+                      f"--workdir={workdir}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, read_summary(workdir), result
+
+
+@pytest.mark.e2e
+def test_local_mt_end_to_end(mt_run):
+    workdir, summary, result = mt_run
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["launch_type"] == "local_mt" and summary["num_actors"] == 2
+    assert summary["stop_reason"] == "limit: max_learner_steps=20"
+    assert summary["learner_steps"] == 20
+    assert summary["env_steps"] > 0 and summary["param_syncs"] > 0 and summary["replay_items"] > 0
+    assert summary["errors"] == [] and summary["actor_restarts"] == 0
+    assert_finite_eval(summary)
+    assert summary["eval"]["learner_steps"] == 20  # the final evaluation used the final params
+    nodes = {record["node"] for record in read_metrics(workdir)}
+    assert {"learner", "actor_0", "actor_1", "evaluator"} <= nodes
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(workdir, "tensorboard")))
+    assert "equity_20.png" in os.listdir(os.path.join(workdir, "eval"))
+    assert "learner_20.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    assert workdir in result.stdout  # it says where its results are
+
+
+@pytest.mark.e2e
+def test_restore_continues_learner_steps_and_replay_contents(mt_run):
+    workdir, first, _ = mt_run
+    result = run_apex("--lp_launch_type=local_mt", "--restore", "--max_learner_steps=35",
+                      "--max_seconds=180", f"--workdir={workdir}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert summary["restored_from_step"] == 20
+    assert summary["restored_replay_items"] == first["replay_items"] > 0
+    assert summary["learner_steps"] == 35
+    assert "learner_35.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert max(learner_steps) == 35 and 20 in learner_steps
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--num_actors=-1", "--num_actors=-1: expected an integer >= 1"),
+    ("--max_env_steps=-5", "--max_env_steps=-5: expected an integer >= 0"),
+    ("--data=/no/such/prices.csv", "--data=/no/such/prices.csv: no such file"),
+    ("--window=5000", "needs at least 5257 rows"),
+    ("--lp_launch_type=threads", "--lp_launch_type"),
+    ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+    ("--lp_launch_type=ray", "needs --ray_address"),
+])
+def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
+    workdir = tmp_path / "run"
+    result = run_apex(flag, f"--workdir={workdir}", timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("apex.py: error: ") and message in lines[0], lines
+    assert not workdir.exists()  # nothing started, nothing written
+
+
+@pytest.mark.e2e
+def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path):
+    """One local_mp run: actor_0's process is killed with SIGKILL once it inserted, Ray restarts
+    it and the new process inserts too; then Ctrl-C (SIGINT) stops the run, which writes its
+    checkpoints and summary and leaves no process behind."""
+    ray_before = ray_system_pids()
+    workdir = str(tmp_path / "run")
+    log_path = tmp_path / "apex.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, APEX, "--lp_launch_type=local_mp", "--num_actors=2",
+             "--max_seconds=200", f"--workdir={workdir}", *TINY],
+            cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        def wait_for(predicate, what, timeout=150):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                found = predicate(read_metrics(workdir))
+                if found:
+                    return found
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.5)
+            pytest.fail(f"timed out waiting for {what}:\n{log_path.read_text()[-3000:]}")
+
+        def steps_by_pid(records, node):
+            return {r[f"{node}/pid"]: r[f"{node}/env_steps"] for r in records if r["node"] == node}
+
+        first = wait_for(lambda rs: [p for p, s in steps_by_pid(rs, "actor_0").items() if s > 0],
+                         "actor_0 to insert")[0]
+        os.kill(first, signal.SIGKILL)
+        restarted = wait_for(lambda rs: [p for p, s in steps_by_pid(rs, "actor_0").items()
+                                         if p != first and s > 0], "the restarted actor_0 to insert")[0]
+        wait_for(lambda rs: any(r["node"] == "learner" and r["learner/learner_steps"] > 0 for r in rs),
+                 "the learner to step")
+        process.send_signal(signal.SIGINT)
+        returncode = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    output = log_path.read_text()
+    assert returncode == 130, output[-3000:]
+    summary = read_summary(workdir)
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["launch_type"] == "local_mp"
+    assert summary["stop_reason"] == "interrupted (SIGINT)" and summary["errors"] == []
+    assert summary["actor_restarts"] >= 1
+    by_process = summary["env_steps_by_actor_process"]
+    assert by_process[f"actor_0/{first}"] > 0 and by_process[f"actor_0/{restarted}"] > 0
+    assert by_process[f"actor_1/{summary['node_pids']['actor_1'][0]}"] > 0
+    actor_pids = set(summary["actor_pids"])
+    assert len(actor_pids) >= 2 and os.getpid() not in actor_pids and process.pid not in actor_pids
+    assert summary["node_pids"]["actor_0"][0] != summary["node_pids"]["actor_1"][0]
+    assert summary["learner_steps"] > 0 and summary["param_syncs"] > 0
+    assert_finite_eval(summary)
+    # Checkpoints were written on the way out.
+    assert os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    assert any(os.path.exists(os.path.join(workdir, "checkpoints", "replay", d, "DONE"))
+               for d in os.listdir(os.path.join(workdir, "checkpoints", "replay")))
+    assert_no_process_left(summary, ray_before)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_ray_launch_type_joins_a_running_cluster(tmp_path):
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths are limited
+    head_log = tmp_path / "head.log"
+    with open(head_log, "w") as log:
+        head = subprocess.Popen(
+            ["ray", "start", "--head", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp_dir}", "--block"],
+            env=_env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+    workdir = str(tmp_path / "run")
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in head_log.read_text():  # printed once the node is up
+            assert head.poll() is None and time.monotonic() < deadline, head_log.read_text()
+            time.sleep(0.5)
+        result = run_apex("--lp_launch_type=ray", f"--ray_address=127.0.0.1:{port}",
+                          "--max_learner_steps=15", "--max_seconds=180", f"--workdir={workdir}", *TINY)
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = read_summary(workdir)
+        assert summary["launch_type"] == "ray" and summary["learner_steps"] == 15
+        assert summary["env_steps"] > 0 and summary["errors"] == []
+        node_pids = [pids[0] for pids in summary["node_pids"].values()]
+        assert len(set(node_pids)) == len(node_pids)  # one process per node
+        # The run's own actors are gone; the cluster is still up for others.
+        assert head.poll() is None
+        deadline = time.monotonic() + 20
+        while any(map(alive, node_pids)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(alive, node_pids))
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    assert temp_dir not in out  # `ray start --block` took its processes down with it
