@@ -30,6 +30,8 @@ import tensorflow as tf
 from agents import core
 from agents.specs import EnvironmentSpec
 
+MAX_CHUNK_LENGTH = 40
+
 
 @dataclasses.dataclass(frozen=True)
 class TransitionLayout:
@@ -107,9 +109,10 @@ class NStepTransitions(NamedTuple):
 class NStepAdder(core.Adder):
     """Writes n-step transitions of B envs to one table (one TrajectoryWriter per env).
 
-    Per step: `transitions = add(...)` records the step and returns what completed; the
-    caller computes their priorities and calls `write(priorities)`. This split lets an
-    actor compute priorities in the same jitted call that picks its next actions.
+    Per step: `transitions = add(...)` writes the step and returns what completed; the
+    caller computes their priorities and calls `write(priorities)`, which creates the items.
+    This split lets an actor price transitions with the network call that picks its next
+    actions, and run that call while `add` talks to the writers.
     """
 
     def __init__(
@@ -127,9 +130,12 @@ class NStepAdder(core.Adder):
         self._num_envs = num_envs
         n = layout.n_step
         keep_alive = layout.steps_spanned
-        # Chunks hold `chunk_length` steps of a column, shared by every item that reads them.
-        self._chunk_length = min(chunk_length or keep_alive, keep_alive)
-        self._max_in_flight_items = max_in_flight_items or 2 * self._chunk_length + n
+        # Chunks hold `chunk_length` steps of a column, shared by every item that reads them:
+        # long chunks cost less memory per item (see benchmarks/replay_memory.py), but items
+        # wait until their chunks are complete, and Reverb warns past ~100 pending items.
+        self._chunk_length = min(chunk_length or MAX_CHUNK_LENGTH, keep_alive)
+        # Pending items: up to a chunk's worth waiting for its chunk, plus a few being confirmed.
+        self._max_in_flight_items = max_in_flight_items or self._chunk_length + n + 4
         self._writers = [client.trajectory_writer(num_keep_alive_refs=keep_alive) for _ in range(num_envs)]
         for writer in self._writers:
             for column in ("frame", "observation", "action", "n_step_return", "discount", "obs_offset"):
@@ -175,8 +181,10 @@ class NStepAdder(core.Adder):
     ) -> NStepTransitions:
         """Records one step of every env in env_mask; returns the transitions it completed.
 
-        `extras` [B] (e.g. the Q-value of the action taken) is kept, not written, and comes
-        back as `first_extras` with the transitions this step starts. Call `write` next.
+        The step's data goes to the writers now; the items of the completed transitions are
+        created by the next `write(priorities)`. `extras` [B] (e.g. the Q-value of the action
+        taken) is kept, not written, and comes back as `first_extras` with the transitions
+        this step starts.
         """
         if self._pending is not None:
             raise RuntimeError("NStepAdder.add called twice without write(priorities) in between")
@@ -195,35 +203,43 @@ class NStepAdder(core.Adder):
         )  # [B, n]
         n_step_return = self._rewards @ self._return_weights  # [B, n]
         discount = np.where(terminated[:, None], 0.0, self._bootstrap_discounts[None, :]).astype(np.float32)
-        self._pending = (mask, np.asarray(action), next_observation, valid, n_step_return, discount)
+        self._pending = self._append(mask, action, next_observation, valid, n_step_return, discount)
         return NStepTransitions(valid, n_step_return, discount, self._extras.copy())
 
-    def write(self, priorities: np.ndarray) -> None:
-        """Writes the last step and creates items for its valid transitions ([B, n] priorities)."""
-        if self._pending is None:
-            raise RuntimeError("NStepAdder.write called without a preceding add")
-        mask, action, next_observation, valid, n_step_return, discount = self._pending
-        self._pending = None
-        priorities = np.asarray(priorities, np.float64)
+    def _append(self, mask, action, next_observation, valid, n_step_return, discount) -> list:
+        """Appends the step's rows; returns (env, slot, item references) of the items to create."""
+        items = []
+        frame_window = self._layout.frame_window
         for b in np.flatnonzero(mask):
             writer = self._writers[b]
-            newest = next_observation[b] if self._layout.frame_window is None else next_observation[b][-1]
+            newest = next_observation[b] if frame_window is None else next_observation[b][-1]
             row = {self._frame_column: newest, "action": np.int32(action[b])}
             slots = np.flatnonzero(valid[b])
             for rows_after, slot in enumerate(slots):
+                # One row per completed transition: its scalars, after the step's own row.
                 row["n_step_return"] = n_step_return[b, slot]
                 row["discount"] = discount[b, slot]
-                if self._layout.frame_window is not None:
+                if frame_window is not None:
                     row["obs_offset"] = np.int32(slot)
                 writer.append(row)
                 row = {}
                 item = self._item(writer.history, steps_spanned=int(self._steps_spanned[slot]), rows_after=rows_after)
-                writer.create_item(self._table, float(priorities[b, slot]), item)
-                self.items_written += 1
+                items.append((b, slot, item))
             if len(slots) == 0:
                 writer.append(row)
-            else:
-                writer.flush(block_until_num_items=self._max_in_flight_items)
+        return items
+
+    def write(self, priorities: np.ndarray) -> None:
+        """Creates the items of the transitions the last `add` completed ([B, n] priorities)."""
+        if self._pending is None:
+            raise RuntimeError("NStepAdder.write called without a preceding add")
+        items, self._pending = self._pending, None
+        priorities = np.asarray(priorities, np.float64)
+        for b, slot, item in items:
+            self._writers[b].create_item(self._table, float(priorities[b, slot]), item)
+        self.items_written += len(items)
+        for b in {b for b, _, _ in items}:
+            self._writers[b].flush(block_until_num_items=self._max_in_flight_items)
 
     def _item(self, history: Any, steps_spanned: int, rows_after: int) -> dict[str, Any]:
         """References of one item whose last observation sits `rows_after` rows back."""
@@ -247,13 +263,18 @@ class NStepAdder(core.Adder):
         self._pending = None
         self._episode_steps[:] = 0
 
+    def flush(self, timeout_ms: int | None = None) -> None:
+        """Blocks until every item created so far is in the table."""
+        for writer in self._writers:
+            writer.flush(timeout_ms=timeout_ms)
+
     def close(self, timeout_ms: int = 5000) -> None:
         """Sends what is left (waiting at most timeout_ms per writer) and closes the writers."""
+        try:
+            self.flush(timeout_ms)
+        except reverb.errors.DeadlineExceededError:
+            pass  # e.g. a rate limiter that no longer admits inserts
         for writer in self._writers:
-            try:
-                writer.flush(timeout_ms=timeout_ms)
-            except reverb.errors.DeadlineExceededError:
-                pass  # e.g. a rate limiter that no longer admits inserts
             writer.close()
         self._writers = []
 

@@ -4,9 +4,9 @@ Ape-X actors compute each transition's initial priority from Q-values they alrea
 (Horgan et al. 2018, sec. 3): when the observation obs_{t+1} arrives, one call of the network
 on it gives the next actions and, with Q(obs_t, a_t) kept from earlier, the n-step TD errors
 of the transitions that end at obs_{t+1}. Those are written to replay with that priority.
+The network call is dispatched before the adder writes the step, so the two overlap.
 """
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -29,18 +29,15 @@ def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: fl
 
 
 def _act_and_prioritize(
-    params: Any,
+    q: jax.Array,  # [B, A] Q(obs_{t+1}, .) of the new observations
     rng: jax.Array,
-    observation: jax.Array,  # [B, ...]
     epsilon: float,
     q_taken: jax.Array,  # [B, n] Q(obs_t, a_t) of the transitions that just completed
     n_step_return: jax.Array,  # [B, n]
     discount: jax.Array,  # [B, n]
-    apply: Callable[[Any, jax.Array], jax.Array],
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Returns (actions [B], q [B, A], priorities [B, n], next rng)."""
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Epsilon-greedy actions [B] and initial priorities [B, n] from one network output."""
     rng, explore_rng, action_rng = jax.random.split(rng, 3)
-    q = apply(params, observation)  # [B, A]
     batch_size, num_actions = q.shape
     greedy = jnp.argmax(q, axis=-1)
     random_actions = jax.random.randint(action_rng, (batch_size,), 0, num_actions)
@@ -49,7 +46,7 @@ def _act_and_prioritize(
     # The actor has one set of parameters: it serves as both online and target network.
     q_next = q[:, None, :]  # [B, 1, A], the next observation of every slot
     priorities = jnp.abs(double_q_td_error(q_taken, n_step_return, discount, q_next, q_next))
-    return actions, q, priorities, rng
+    return actions, priorities, rng
 
 
 class ApexDQNActor(core.Actor):
@@ -64,7 +61,8 @@ class ApexDQNActor(core.Actor):
         n_step: int,
         seed: int,
     ):
-        self._step = jax.jit(functools.partial(_act_and_prioritize, apply=apply))
+        self._q_values = jax.jit(apply)  # the one network call per step
+        self._act_and_prioritize = jax.jit(_act_and_prioritize)
         self._make_adder = make_adder
         self._adder: NStepAdder | None = None  # built at the first observation, when B is known
         self._variable_client = variable_client
@@ -88,9 +86,10 @@ class ApexDQNActor(core.Actor):
         return self._variable_client.version
 
     def select_action(self, observation: np.ndarray) -> np.ndarray:
-        if observation is not self._observation:
+        if observation is not self._observation:  # e.g. the first observation of a run
+            q = self._q_values(self._variable_client.params, observation)
             zeros = np.zeros((observation.shape[0], self._n_step), np.float32)
-            self._act(observation, zeros, zeros, zeros)
+            self._act(observation, q, zeros, zeros, zeros)
         return self._actions
 
     def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
@@ -108,17 +107,19 @@ class ApexDQNActor(core.Actor):
         env_mask: np.ndarray | None = None,
     ) -> None:
         q_taken = self._q[np.arange(len(action)), action]  # [B] Q(obs_t, a_t)
+        # Dispatched asynchronously: the network runs while the adder writes the step.
+        q = self._q_values(self._variable_client.params, next_observation)
         transitions = self._adder.add(
             action, reward, next_observation, terminated, truncated, env_mask, extras=q_taken
         )
         priorities = self._act(
-            next_observation, transitions.first_extras, transitions.n_step_return, transitions.discount
+            next_observation, q, transitions.first_extras, transitions.n_step_return, transitions.discount
         )
         self._adder.write(priorities)
 
-    def _act(self, observation, q_taken, n_step_return, discount) -> np.ndarray:
-        actions, q, priorities, self._rng = self._step(
-            self._variable_client.params, self._rng, observation, self._epsilon, q_taken, n_step_return, discount
+    def _act(self, observation, q, q_taken, n_step_return, discount) -> np.ndarray:
+        actions, priorities, self._rng = self._act_and_prioritize(
+            q, self._rng, self._epsilon, q_taken, n_step_return, discount
         )
         self._observation = observation
         self._actions, self._q = np.asarray(actions), np.asarray(q)

@@ -1,0 +1,153 @@
+"""Replay memory per stored transition: Reverb server RSS growth / items between two fill levels.
+
+    python benchmarks/replay_memory.py [--low 20000] [--high 120000] [--num_envs 16]
+
+Each table lives alone in a fresh server process. Figures: a bare one-scalar item (Reverb's
+fixed cost per item: one chunk + one item), Ape-X transitions from TradingVectorEnv at window
+32 and 128 with frame-window storage (each step's newest frame stored once; items reference
+window + n frames), and at window 32 with ordinary storage (each step's full observation once;
+items reference steps t and t+n), for comparison.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.replay_process import ReplayProcess  # noqa: E402
+
+SCALAR_TABLE = "scalars"
+
+
+def scalar_tables(max_size):
+    import reverb
+    import tensorflow as tf
+
+    return [
+        reverb.Table(
+            SCALAR_TABLE,
+            sampler=reverb.selectors.Prioritized(0.6),
+            remover=reverb.selectors.Fifo(),
+            max_size=max_size,
+            rate_limiter=reverb.rate_limiters.MinSize(1),
+            signature={"x": tf.TensorSpec([], tf.float32)},
+        )
+    ]
+
+
+def transition_tables(config, spec):
+    from agents.apex_dqn import builder
+
+    return builder.make_replay_tables(config, spec)
+
+
+def measure(replay, fill, levels):
+    """RSS growth per item between the two fill levels; fill(n) adds n items and waits for them."""
+    fill(levels[0])
+    time.sleep(0.5)
+    low_rss = replay.rss_bytes()
+    fill(levels[1] - levels[0])
+    time.sleep(0.5)
+    return (replay.rss_bytes() - low_rss) / (levels[1] - levels[0])
+
+
+def bare_scalar_bytes_per_item(levels):
+    import reverb
+
+    with ReplayProcess(scalar_tables, 2 * levels[1]) as replay:
+        writer = reverb.Client(replay.address).trajectory_writer(num_keep_alive_refs=1)
+
+        def fill(count):
+            for i in range(count):
+                writer.append({"x": np.float32(i)})
+                writer.create_item(SCALAR_TABLE, 1.0, {"x": writer.history["x"][-1]})
+                if i % 1000 == 999:
+                    writer.flush(block_until_num_items=100)
+            writer.flush()
+
+        per_item = measure(replay, fill, levels)
+        writer.close()
+    return per_item
+
+
+def transition_bytes_per_item(window, frame_storage, levels, num_envs, chunk_length=None):
+    import reverb
+
+    import environments
+    from agents import adders, specs
+    from agents.apex_dqn import builder
+
+    market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
+    env = environments.TradingVectorEnv(market, num_envs=num_envs, window=window)
+    spec = specs.make_environment_spec(env)
+    if not frame_storage:  # ordinary storage of the same observations
+        spec = specs.EnvironmentSpec(spec.observation_shape, spec.observation_dtype, spec.num_actions, False)
+    config = builder.make_config(max_replay_size=2 * levels[1], min_replay_size=1)
+    layout = builder.make_transition_layout(config, spec)
+    rng = np.random.default_rng(0)
+    with ReplayProcess(transition_tables, config, spec) as replay:
+        adder = adders.NStepAdder(
+            reverb.Client(replay.address), config.replay_table_name, layout, num_envs, config.discount,
+            chunk_length=chunk_length,
+        )
+        observation, _ = env.reset(seed=0)
+        adder.add_first(observation)
+        resetting = np.zeros(num_envs, bool)
+
+        def fill(count):
+            nonlocal observation, resetting
+            target = adder.items_written + count
+            while adder.items_written < target:
+                actions = rng.integers(0, spec.num_actions, num_envs)
+                observation, reward, terminated, truncated, _ = env.step(actions)
+                adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting)
+                adder.write(rng.uniform(0.1, 2.0, (num_envs, config.n_step)))
+                if resetting.any():
+                    adder.add_first(observation, env_mask=resetting)
+                resetting = ~resetting & (terminated | truncated)
+            adder.flush()
+
+        levels_written = []
+
+        def fill_and_record(count):
+            fill(count)
+            levels_written.append(adder.items_written)
+
+        fill_and_record(levels[0])
+        time.sleep(0.5)
+        low_rss = replay.rss_bytes()
+        fill_and_record(levels[1] - levels[0])
+        time.sleep(0.5)
+        per_item = (replay.rss_bytes() - low_rss) / (levels_written[1] - levels_written[0])
+        adder.close()
+    return per_item
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--low", type=int, default=20_000, help="items before the first RSS reading")
+    parser.add_argument("--high", type=int, default=120_000, help="items at the second RSS reading")
+    parser.add_argument("--num_envs", type=int, default=16)
+    parser.add_argument("--chunk_length", type=int, default=None, help="adder chunk length (default: its own)")
+    parser.add_argument("--windows", type=int, nargs="+", default=[32, 128])
+    args = parser.parse_args()
+    levels = (args.low, args.high)
+
+    floor = bare_scalar_bytes_per_item(levels)
+    print(f"bare one-scalar item:                     {floor:8.0f} B/item (floor)")
+    for window, frame_storage in [(w, True) for w in args.windows] + [(args.windows[0], False)]:
+        per_item = transition_bytes_per_item(window, frame_storage, levels, args.num_envs, args.chunk_length)
+        storage = "frames once per step " if frame_storage else "full obs once per step"
+        print(f"window {window:3d}, {storage}:         {per_item:8.0f} B/item  ratio {per_item / floor:5.2f}x floor")
+
+
+if __name__ == "__main__":
+    main()
