@@ -78,8 +78,8 @@ class Setup:
     builder: Any
     config: Any
     spec: Any
-    train: Any
-    test: Any
+    market: Any  # a launch.nodes.MarketSource
+    train_source: str  # e.g. "synthetic:ou(seed=0)[:3277]"
     env_kwargs: dict
     workdir: str
 
@@ -109,17 +109,6 @@ def parse_agent_config(text: str) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             overrides[key.strip()] = value.strip()
     return overrides
-
-
-def load_market(data: str, date_format: str | None, synthetic_steps: int, seed: int) -> Any:
-    from environments import load_csv, synthetic_market
-
-    if data == "synthetic" or data.startswith("synthetic:"):
-        kind = data.partition(":")[2] or "ou"
-        return synthetic_market(kind=kind, num_steps=synthetic_steps, seed=seed)
-    if not os.path.isfile(data):
-        raise UsageError("no such file (expected 'synthetic[:kind]' or a CSV path)")
-    return load_csv(data, date_format=date_format)
 
 
 def check_flags() -> Setup:
@@ -157,10 +146,13 @@ def check_flags() -> Setup:
     # Data and window first (numpy only); the agent's builder (jax, reverb) is imported last.
     from environments import MarketDataError, TradingEnv, TradingVectorEnv
 
+    from launch.nodes import MarketSource, get_builder
+
+    market = MarketSource(FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.seed,
+                          FLAGS.train_fraction)
     try:
-        market = load_market(FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.seed)
-        train, test = market.split(FLAGS.train_fraction)
-    except (MarketDataError, ValueError) as error:
+        train, test = market.split()
+    except (MarketDataError, ValueError, FileNotFoundError) as error:
         raise UsageError(f"--data={FLAGS.data}: {error}") from None
     env_kwargs = dict(window=FLAGS.window, episode_length=FLAGS.episode_length)
     try:
@@ -169,8 +161,6 @@ def check_flags() -> Setup:
     except (MarketDataError, ValueError) as error:
         raise UsageError(f"--window={FLAGS.window} --episode_length={FLAGS.episode_length} "
                          f"--data={FLAGS.data}: {error}") from None
-    from launch.nodes import get_builder
-
     try:
         builder = get_builder(FLAGS.agent)
     except ValueError as error:
@@ -181,7 +171,7 @@ def check_flags() -> Setup:
         raise UsageError(f"--agent_config={FLAGS.agent_config!r}: {error}") from None
     spec = builder.make_environment_spec(train_env)
     train_env.close()
-    return Setup(builder, config, spec, train, test, env_kwargs, workdir)
+    return Setup(builder, config, spec, market, train.source, env_kwargs, workdir)
 
 
 def build_program(setup: Setup) -> lp.Program:
@@ -206,7 +196,7 @@ def build_program(setup: Setup) -> lp.Program:
     )
     program.add_node(
         "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
-        market=setup.test, env_kwargs=setup.env_kwargs, eval_every=FLAGS.eval_every,
+        market=setup.market, env_kwargs=setup.env_kwargs, eval_every=FLAGS.eval_every,
         eval_dir=os.path.join(workdir, "eval"), num_cpus=0,
     )
     actor_env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
@@ -214,7 +204,7 @@ def build_program(setup: Setup) -> lp.Program:
         program.add_node(
             f"actor_{actor_id}", nodes.ActorNode, **common, learner=learner, replay=replay,
             recorder=recorder, actor_id=actor_id, num_actors=FLAGS.num_actors, seed=seed,
-            market=setup.train, envs_per_actor=FLAGS.envs_per_actor, env_kwargs=setup.env_kwargs,
+            market=setup.market, envs_per_actor=FLAGS.envs_per_actor, env_kwargs=setup.env_kwargs,
             num_cpus=1, max_restarts=-1, env_vars=actor_env,
         )
     return program
@@ -223,6 +213,7 @@ def build_program(setup: Setup) -> lp.Program:
 def totals(latest: list[dict[str, Any]]) -> dict[str, Any]:
     """Run totals from the recorder's newest record of every (node, process)."""
     env_steps_by_process: dict[str, int] = {}
+    param_syncs = 0
     learner: dict[str, Any] = {}
     evaluator: dict[str, Any] = {}
     for record in latest:
@@ -230,6 +221,7 @@ def totals(latest: list[dict[str, Any]]) -> dict[str, Any]:
         if node.startswith("actor_"):
             steps = int(record.get(f"{node}/env_steps", 0) or 0)
             env_steps_by_process[f"{node}/{record.get(f'{node}/pid')}"] = steps
+            param_syncs += int(record.get(f"{node}/param_syncs", 0) or 0)
         elif node == "learner":
             learner = record
         elif node == "evaluator":
@@ -238,7 +230,7 @@ def totals(latest: list[dict[str, Any]]) -> dict[str, Any]:
         "env_steps": sum(env_steps_by_process.values()),
         "env_steps_by_process": env_steps_by_process,
         "learner_steps": int(learner.get("learner/learner_steps", 0)),
-        "param_syncs": int(learner.get("learner/param_syncs", 0)),
+        "param_syncs": param_syncs,  # parameter fetches of all actor processes
         "eval": {key.split("/", 1)[1]: value for key, value in evaluator.items() if "/" in key},
     }
 
@@ -317,7 +309,7 @@ def run(setup: Setup) -> int:
         "agent": FLAGS.agent,
         "num_actors": FLAGS.num_actors,
         "envs_per_actor": FLAGS.envs_per_actor,
-        "data": setup.train.source.split("[")[0],
+        "data": setup.train_source.split("[")[0],
         "stop_reason": reason,
         "env_steps": result["env_steps"],
         "learner_steps": learner_steps,

@@ -7,6 +7,7 @@ constructor arguments (the objects themselves under local_mt, Ray clients otherw
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -32,14 +33,51 @@ def get_builder(agent: str) -> Any:
     return AGENTS[agent]
 
 
+@dataclasses.dataclass(frozen=True)
+class MarketSource:
+    """Where the market comes from; each node loads it (same seed or file, same bars).
+
+    Nodes get this small description rather than the arrays: Ray would otherwise put the
+    arrays in its object store as constructor arguments of restartable actors. A CSV path
+    must be readable where the nodes run (like the workdir).
+    """
+
+    data: str  # "synthetic", "synthetic:<kind>" or a CSV path
+    date_format: str | None = None
+    synthetic_steps: int = 4096
+    seed: int = 0
+    train_fraction: float = 0.8
+
+    def load(self) -> Any:
+        from environments import load_csv, synthetic_market
+
+        if self.data == "synthetic" or self.data.startswith("synthetic:"):
+            kind = self.data.partition(":")[2] or "ou"
+            return synthetic_market(kind=kind, num_steps=self.synthetic_steps, seed=self.seed)
+        if not os.path.isfile(self.data):
+            raise FileNotFoundError("no such file (expected 'synthetic[:kind]' or a CSV path)")
+        return load_csv(self.data, date_format=self.date_format)
+
+    def split(self) -> tuple[Any, Any]:
+        """(train, test): the chronological split of the market."""
+        return self.load().split(self.train_fraction)
+
+
 class VariableSourceClient(core.VariableSource):
-    """The learner as actors see it: `get_variables` whether it is local or in another process."""
+    """The learner as actors see it: `get_variables` whether it is local or in another process.
+
+    Counts the parameter fetches (`param_syncs`) of the actor that owns it.
+    """
 
     def __init__(self, learner: Any):
         self._learner = learner
+        self.param_syncs = 0
 
     def get_variables(self, names: Sequence[str]) -> list[Any]:
-        return self._learner.get_variables(list(names))
+        values = self._learner.get_variables(list(names))
+        if "params" in names:
+            self.param_syncs += 1
+        return values
 
 
 class ReplayNode:
@@ -102,7 +140,7 @@ class LearnerNode:
         self._checkpoint_every = checkpoint_every
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._param_syncs = 0
+        self._params_served = 0
         self._restored_step = 0
         if restore:
             self._restored_step, state = checkpoints.load_latest(checkpoint_dir, self._learner.save())
@@ -114,7 +152,7 @@ class LearnerNode:
     def get_variables(self, names: Sequence[str]) -> list[Any]:
         if "params" in names:
             with self._lock:
-                self._param_syncs += 1
+                self._params_served += 1
         return self._learner.get_variables(list(names))
 
     def learner_steps(self) -> int:
@@ -145,7 +183,7 @@ class LearnerNode:
 
     def _log(self, metrics: Mapping[str, Any], steps_per_s: float | None, pid: int) -> None:
         record = {key: value for key, value in metrics.items()}
-        record.update(learner_steps=self._steps, param_syncs=self._param_syncs, pid=pid)
+        record.update(learner_steps=self._steps, params_served=self._params_served, pid=pid)
         if steps_per_s is not None:
             record["learner_steps_per_s"] = steps_per_s
         self._recorder.write("learner", record, step=self._steps)
@@ -181,7 +219,7 @@ class ActorNode:
         actor_id: int,
         num_actors: int,
         seed: int,
-        market: Any,
+        market: MarketSource,
         envs_per_actor: int,
         env_kwargs: Mapping[str, Any],
     ):
@@ -193,9 +231,11 @@ class ActorNode:
         self._learner = learner
         self._recorder = recorder
         self._stop = threading.Event()
-        self._env = TradingVectorEnv(market, num_envs=envs_per_actor, mode="train", **env_kwargs)
+        train, _ = market.split()
+        self._env = TradingVectorEnv(train, num_envs=envs_per_actor, mode="train", **env_kwargs)
+        self._variable_source = VariableSourceClient(learner)
         self._actor = builder.make_actor(
-            config, spec, VariableSourceClient(learner), replay.address(), actor_id, num_actors, seed
+            config, spec, self._variable_source, replay.address(), actor_id, num_actors, seed
         )
         self._loop = EnvironmentLoop(
             self._env, self._actor, label=self._label, should_stop=self._stop, logger=self._log,
@@ -205,6 +245,7 @@ class ActorNode:
     def _log(self, metrics: Mapping[str, Any]) -> None:
         record = dict(metrics)
         record["pid"] = os.getpid()
+        record["param_syncs"] = self._variable_source.param_syncs
         version = record.get(f"{self._label}/param_version")
         if version is not None:
             learner_version = int(self._learner.get_variables(["version"])[0])
@@ -239,7 +280,7 @@ class EvaluatorNode:
         spec: Any,
         learner: Any,
         recorder: Any,
-        market: Any,
+        market: MarketSource,
         env_kwargs: Mapping[str, Any],
         eval_every: int,
         eval_dir: str,
@@ -248,7 +289,8 @@ class EvaluatorNode:
         from environments import TradingEnv
 
         self._policy = get_builder(agent).make_eval_policy(config, spec)
-        self._env = TradingEnv(market, mode="eval", **env_kwargs)
+        _, test = market.split()
+        self._env = TradingEnv(test, mode="eval", **env_kwargs)
         self._learner = learner
         self._recorder = recorder
         self._eval_every = eval_every

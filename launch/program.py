@@ -546,7 +546,6 @@ class RayLaunched(Launched):
                 configure_logging=False,
                 log_to_driver=True,
             )
-        self._owns_ray = True  # we connected (or started); ray.shutdown() is ours to call.
         self._cluster_gpus = ray.cluster_resources().get("GPU", 0)
 
     def _start_nodes(self, startup_timeout_s: float) -> None:
