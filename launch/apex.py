@@ -337,6 +337,8 @@ def run(setup: Setup) -> int:
         print(f"ERROR {error}", file=sys.stderr)
     print(progress.final_report(summary), flush=True)
     if errors:
+        print(f"the run stopped on an error; to continue from its last checkpoint: "
+              f"python launch/apex.py --restore --workdir={workdir} (and the same flags)", file=sys.stderr)
         return 1
     if reason.startswith("interrupted"):
         return 130 if "SIGINT" in reason else 143
