@@ -72,8 +72,12 @@ def run_actor(address: str, actor_id: int, num_actors: int, num_env_steps: int) 
 
 
 def run_actor_process(address: str, actor_id: int, num_actors: int, num_env_steps: int, results) -> None:
-    """Entry point of a spawned actor process."""
-    results.put((actor_id, run_actor(address, actor_id, num_actors, num_env_steps)))
+    """Entry point of a spawned actor process: reports (actor_id, items written or the error)."""
+    try:
+        results.put((actor_id, run_actor(address, actor_id, num_actors, num_env_steps)))
+    except BaseException as error:  # reported to the parent, which fails the test with it
+        results.put((actor_id, f"{type(error).__name__}: {error}"))
+        raise
 
 
 def actor_tags(address: str) -> set[int]:
@@ -108,7 +112,7 @@ def test_actor_processes_collect_into_one_table(address):
     for process in processes:
         process.start()
     try:
-        written = dict(results.get(timeout=120) for _ in processes)
+        written = dict(results.get(timeout=240) for _ in processes)
     finally:
         for process in processes:
             process.join(timeout=30)

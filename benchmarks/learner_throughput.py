@@ -1,0 +1,118 @@
+"""Learner throughput: updates/s and samples/s of the Ape-X learner vs the bare TrajectoryDataset rate.
+
+    python benchmarks/learner_throughput.py [--batch_size 256] [--hidden_sizes 64 64] [--seconds 10]
+
+The replay server runs in a child process, filled with --items TradingVectorEnv transitions
+(window 32). The ceiling is a bare `reverb.TrajectoryDataset` (batched, prefetched, numpy)
+reading the same table; the learner samples the same way, runs its pmapped update and sends
+new priorities back. Both are measured in this run. On a CPU the update itself dominates at
+Ape-X's network size; --hidden_sizes picks the network (default: a small one, to measure the
+learner's own overhead).
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.replay_process import ReplayProcess  # noqa: E402
+
+
+def make_tables(config, spec):
+    from agents.apex_dqn import builder
+
+    return builder.make_replay_tables(config, spec)
+
+
+def fill(address, config, spec, env, count):
+    """Writes `count` transitions of random-action episodes with random priorities."""
+    import reverb
+
+    from agents import adders
+
+    layout = adders.TransitionLayout.from_spec(spec, config.n_step)
+    adder = adders.NStepAdder(reverb.Client(address), config.replay_table_name, layout, env.num_envs, config.discount)
+    rng = np.random.default_rng(0)
+    observation, _ = env.reset(seed=0)
+    adder.add_first(observation)
+    resetting = np.zeros(env.num_envs, bool)
+    while adder.items_written < count:
+        actions = rng.integers(0, spec.num_actions, env.num_envs)
+        observation, reward, terminated, truncated, _ = env.step(actions)
+        adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting)
+        adder.write(rng.uniform(0.1, 2.0, (env.num_envs, config.n_step)))
+        if resetting.any():
+            adder.add_first(observation, env_mask=resetting)
+        resetting = ~resetting & (terminated | truncated)
+    adder.close()
+
+
+def dataset_rate(address, config, seconds):
+    from agents import replay
+
+    iterator = replay.make_dataset(address, config.replay_table_name, config.batch_size, config.prefetch_batches).as_numpy_iterator()
+    for _ in range(5):
+        next(iterator)
+    batches, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        next(iterator)
+        batches += 1
+    return batches * config.batch_size / (time.perf_counter() - start)
+
+
+def learner_rate(address, config, spec, seconds):
+    from agents.apex_dqn import builder
+
+    learner = builder.make_learner(config, spec, address, seed=0)
+    for _ in range(5):  # compile
+        learner.step()
+    updates, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        learner.step()
+        updates += 1
+    learner.flush_priorities()
+    elapsed = time.perf_counter() - start
+    learner.close()
+    return updates / elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--hidden_sizes", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    import environments
+    from agents import specs
+    from agents.apex_dqn import builder
+
+    market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
+    env = environments.TradingVectorEnv(market, num_envs=16, window=args.window)
+    spec = specs.make_environment_spec(env)
+    config = builder.make_config(
+        batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes), max_replay_size=10 * args.items, min_replay_size=1
+    )
+    with ReplayProcess(make_tables, config, spec) as replay:
+        fill(replay.address, config, spec, env, args.items)
+        ceiling = dataset_rate(replay.address, config, args.seconds)
+        updates_per_s = learner_rate(replay.address, config, spec, args.seconds)
+    samples_per_s = updates_per_s * config.batch_size
+    print(f"window {args.window}, batch {config.batch_size}, network {config.hidden_sizes}, {args.items} items")
+    print(f"bare TrajectoryDataset (ceiling): {ceiling:8.0f} samples/s")
+    print(f"learner:                          {samples_per_s:8.0f} samples/s  {updates_per_s:6.1f} updates/s")
+    print(f"learner samples / ceiling:        {samples_per_s / ceiling:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
