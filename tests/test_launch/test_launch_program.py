@@ -9,6 +9,7 @@ import ray
 
 import toy_nodes
 from launch import program as lp
+from launch.ray_engine import NodeClient
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -99,7 +100,7 @@ def test_local_mp_processes_concurrent_variables_and_actor_restart():
         pids = launched.pids()
         first = {label: p[0] for label, p in pids.items()}
         assert len(set(first.values())) == 4 and os.getpid() not in first.values()
-        assert isinstance(launched.clients["source"], lp.NodeClient)
+        assert isinstance(launched.clients["source"], NodeClient)
         board = launched.clients["board"]
 
         # Workers fetch variables while the source's run() loop is going (threaded actor).

@@ -1,0 +1,300 @@
+"""The local_mp and ray engines: one Ray actor (one OS process) per node.
+
+Ray starts, supervises and restarts the processes and carries the calls between nodes;
+see launch/program.py for the node protocol and the launch types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from launch.program import DEFAULT_NODE_ENV, Launched, NodeError, Program, _resolve
+
+log = logging.getLogger("launch.program")
+
+
+class NodeProcess:
+    """The Ray actor hosting one node: builds it, runs it, serves calls to it."""
+
+    def __init__(self, label: str, constructor: Callable[..., Any], args: tuple, kwargs: dict):
+        self._label = label
+        self._stopping = threading.Event()
+        self._obj = constructor(*args, **kwargs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def has_run(self) -> bool:
+        return hasattr(self._obj, "run")
+
+    def run(self) -> None:
+        if hasattr(self._obj, "run"):
+            self._obj.run()
+        else:
+            self._stopping.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if hasattr(self._obj, "stop"):
+            self._obj.stop()
+
+    def close(self) -> None:
+        if hasattr(self._obj, "close"):
+            self._obj.close()
+
+    def call(self, method: str, args: tuple, kwargs: dict) -> Any:
+        return getattr(self._obj, method)(*args, **kwargs)
+
+
+class NodeClient:
+    """A node's client in another process: `client.method(...)` is a Ray actor call.
+
+    Picklable (it holds a Ray actor handle), so it can be passed to other nodes, and it keeps
+    working across restarts of the node it names.
+    """
+
+    def __init__(self, label: str, actor: Any):
+        self.label = label
+        self._actor = actor
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import ray
+
+            return ray.get(self._actor.call.remote(method, args, kwargs))
+
+        call.__name__ = method
+        return call
+
+    def __repr__(self) -> str:
+        return f"NodeClient({self.label!r})"
+
+
+class RayLaunched(Launched):
+    def __init__(
+        self,
+        program: Program,
+        ray_address: str | None,
+        code_dir: str | None,
+        startup_timeout_s: float,
+    ):
+        super().__init__(program)
+        if ray_address and "RAY_AUTH_MODE" not in os.environ and _have_ray_token():
+            # Ray 2.60 turns token authentication on for clusters it starts, but a driver that
+            # names an address must opt in itself (before ray is imported): it then sends the
+            # token this machine holds, which must be the cluster's.
+            os.environ["RAY_AUTH_MODE"] = "token"
+        import ray
+
+        self._ray = ray
+        self.launch_type = "ray" if ray_address else "local_mp"
+        self._actors: dict[str, Any] = {}
+        self._runs: dict[Any, str] = {}  # run() ObjectRef -> label
+        self._pids: dict[str, list[int]] = {label: [] for label in self.labels}
+        self._pid_refs: dict[str, Any] = {}
+        self._restartable = [l for l, n in program.nodes.items() if n.max_restarts != 0]
+        try:
+            start = time.monotonic()
+            self._start_ray(ray_address, code_dir)
+            log.info("Ray %s in %.1f s", "joined" if ray_address else "started", time.monotonic() - start)
+            start = time.monotonic()
+            self._start_nodes(startup_timeout_s)
+            log.info("%d node processes up in %.1f s", len(self.labels), time.monotonic() - start)
+        except BaseException:
+            self._stopped = True
+            self.close()
+            raise
+
+    def _start_ray(self, ray_address: str | None, code_dir: str | None) -> None:
+        ray = self._ray
+        env = dict(DEFAULT_NODE_ENV)
+        runtime_env: dict[str, Any] = {"env_vars": env}
+        if ray_address is None:
+            if code_dir:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    p for p in (code_dir, os.environ.get("PYTHONPATH", "")) if p
+                )
+            cpus_needed = sum(n.num_cpus for n in self.program.nodes.values())
+            ray.init(
+                num_cpus=max(os.cpu_count() or 1, int(cpus_needed + 0.999)),
+                include_dashboard=False,
+                runtime_env=runtime_env,
+                namespace=self.program.name,
+                configure_logging=False,
+                log_to_driver=True,
+            )
+        else:
+            if code_dir:
+                runtime_env["working_dir"] = code_dir
+                runtime_env["excludes"] = [".git", "runs", "benchmarks/out", "__pycache__"]
+            ray.init(
+                address=ray_address,
+                runtime_env=runtime_env,
+                namespace=f"{self.program.name}-{os.getpid()}",
+                configure_logging=False,
+                log_to_driver=True,
+            )
+        self._cluster_gpus = ray.cluster_resources().get("GPU", 0)
+
+    def _start_nodes(self, startup_timeout_s: float) -> None:
+        ray = self._ray
+        remote_class = ray.remote(NodeProcess)
+        for label, node in self.program.nodes.items():
+            num_gpus = node.num_gpus
+            if num_gpus == "auto":
+                num_gpus = 1 if self._cluster_gpus >= 1 else 0
+            env = dict(node.env_vars)
+            if num_gpus:
+                env.setdefault("JAX_PLATFORMS", "")  # let JAX find the accelerator.
+            options: dict[str, Any] = dict(
+                name=f"{self.program.name}:{label}:{os.getpid()}",
+                num_cpus=node.num_cpus,
+                num_gpus=num_gpus,
+                max_restarts=node.max_restarts,
+                max_task_retries=-1 if node.max_restarts != 0 else 0,
+                max_concurrency=node.max_concurrency,
+            )
+            if env:
+                options["runtime_env"] = {"env_vars": env}
+            args = _resolve(node.args, self.clients)
+            kwargs = _resolve(node.kwargs, self.clients)
+            actor = remote_class.options(**options).remote(label, node.constructor, args, kwargs)
+            self._actors[label] = actor
+            self.clients[label] = NodeClient(label, actor)
+        # Every node is up (its constructor ran) before any run() starts.
+        pending = {self._actors[label].pid.remote(): label for label in self.labels}
+        has_run = {label: self._actors[label].has_run.remote() for label in self.labels}
+        deadline = time.monotonic() + startup_timeout_s
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                late = ", ".join(sorted(pending.values()))
+                raise NodeError(
+                    late.split(", ")[0],
+                    f"nodes {late} did not start within {startup_timeout_s:.0f} s "
+                    f"(cluster resources: {ray.available_resources()})",
+                )
+            label = pending.pop(ready[0])
+            try:
+                self._pids[label].append(ray.get(ready[0]))
+            except Exception as error:  # its constructor raised, or its process died.
+                raise NodeError(label, _ray_error_text(error)) from None
+        self._workers = {label for label, ref in has_run.items() if ray.get(ref)}
+        for label in self.labels:
+            self._runs[self._actors[label].run.remote()] = label
+
+    def _track_pids(self) -> None:
+        """Notices restarted processes: a new pid for the same node."""
+        ray = self._ray
+        for label in self._restartable:
+            ref = self._pid_refs.get(label)
+            if ref is None:
+                self._pid_refs[label] = self._actors[label].pid.remote()
+                continue
+            ready, _ = ray.wait([ref], timeout=0)
+            if ready:
+                del self._pid_refs[label]
+                try:
+                    pid = ray.get(ref)
+                except Exception:  # noqa: BLE001 - dead for good; its run() reports it.
+                    continue
+                if pid not in self._pids[label]:
+                    self._pids[label].append(pid)
+                    log.warning("node %r restarted as process %d", label, pid)
+
+    def _poll(self, timeout_s: float) -> list[tuple[str, NodeError | None]]:
+        ray = self._ray
+        self._track_pids()
+        if not self._runs:
+            time.sleep(timeout_s)
+            return []
+        ready, _ = ray.wait(list(self._runs), num_returns=1, timeout=timeout_s)
+        ended = []
+        for ref in ready:
+            label = self._runs.pop(ref)
+            try:
+                ray.get(ref)
+                ended.append((label, None))
+            except Exception as error:  # noqa: BLE001 - reported with the node's name.
+                ended.append((label, NodeError(label, _ray_error_text(error))))
+        return ended
+
+    def _signal_stop(self, label: str) -> None:
+        actor = self._actors.get(label)
+        if actor is not None:
+            self._ray.get(actor.stop.remote(), timeout=30)
+
+    def _join_runs(self, timeout_s: float) -> list[str]:
+        ray = self._ray
+        deadline = time.monotonic() + timeout_s
+        while self._runs:
+            ready, _ = ray.wait(
+                list(self._runs), num_returns=len(self._runs),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+            if not ready:
+                break
+            for ref in ready:
+                label = self._runs.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as error:  # noqa: BLE001
+                    if label in self._closed_labels or label not in self._workers:
+                        continue  # a service closed early to unblock the others.
+                    self.errors.append(NodeError(label, _ray_error_text(error)))
+        self._track_pids()
+        return [label for label in self._runs.values() if label in self._workers]
+
+    def _close_node(self, label: str, timeout_s: float) -> None:
+        actor = self._actors.get(label)
+        if actor is None:
+            return
+        try:
+            self._ray.get(actor.close.remote(), timeout=timeout_s)
+        except Exception as error:  # noqa: BLE001
+            if not any(e.label == label for e in self.errors):
+                raise NodeError(label, "close() failed:\n" + _ray_error_text(error)) from None
+
+    def _teardown(self) -> None:
+        ray = self._ray
+        if not ray.is_initialized():
+            return
+        for actor in self._actors.values():
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        self._actors.clear()
+        self.clients.clear()
+        ray.shutdown()
+
+    def pids(self) -> dict[str, list[int]]:
+        return {label: list(pids) for label, pids in self._pids.items()}
+
+
+def _ray_error_text(error: BaseException) -> str:
+    """The remote traceback of a node's error, or why its process was lost."""
+    text = str(error)
+    try:
+        from ray import exceptions as ray_exceptions
+
+        if isinstance(error, ray_exceptions.RayActorError) and not isinstance(
+            error, ray_exceptions.RayTaskError
+        ):
+            text = "its process was lost (killed or crashed) and it is not restartable.\n" + text
+    except ImportError:
+        pass
+    return text
+
+
+def _have_ray_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path)
