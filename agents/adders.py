@@ -30,7 +30,7 @@ import tensorflow as tf
 from agents import core
 from agents.specs import EnvironmentSpec
 
-MAX_CHUNK_LENGTH = 40
+MAX_CHUNK_LENGTH = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +132,8 @@ class NStepAdder(core.Adder):
         keep_alive = layout.steps_spanned
         # Chunks hold `chunk_length` steps of a column, shared by every item that reads them:
         # long chunks cost less memory per item (see benchmarks/replay_memory.py), but items
-        # wait until their chunks are complete, and Reverb warns past ~100 pending items.
+        # wait until their chunks are complete (Reverb logs a warning past 50 pending items
+        # per writer, which long chunks exceed on a busy server: harmless, see the benchmark).
         self._chunk_length = min(chunk_length or MAX_CHUNK_LENGTH, keep_alive)
         # Pending items: up to a chunk's worth waiting for its chunk, plus a few being confirmed.
         self._max_in_flight_items = max_in_flight_items or self._chunk_length + n + 4
