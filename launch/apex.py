@@ -307,6 +307,7 @@ def run(setup: Setup) -> int:
     summary = {
         "launch_type": launched.launch_type,
         "agent": FLAGS.agent,
+        "agent_config": dataclasses.asdict(setup.config),
         "num_actors": FLAGS.num_actors,
         "envs_per_actor": FLAGS.envs_per_actor,
         "data": setup.train_source.split("[")[0],
