@@ -1,0 +1,159 @@
+"""Shared by the learning and scaling benchmarks: run `launch/apex.py` as a user would (a
+subprocess), read back what the run wrote, and the reference policies they compare with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# The OU generator's defaults (environments.market_data.ou_market); the rule below knows them.
+OU_MEAN_REVERSION = 0.05
+OU_VOLATILITY = 0.01
+OU_MEAN_PRICE = 100.0
+
+
+@dataclasses.dataclass
+class Run:
+    """What one `launch/apex.py` run left in its workdir."""
+
+    workdir: pathlib.Path
+    summary: dict[str, Any]
+    records: list[dict[str, Any]]  # metrics.jsonl, in order
+
+    def node_records(self, prefix: str) -> list[dict[str, Any]]:
+        return [record for record in self.records if record["node"].startswith(prefix)]
+
+    def eval_curve(self) -> list[tuple[float, int, float]]:
+        """(seconds since the recorder started, learner step, eval Sharpe) of every evaluation."""
+        return [(r["elapsed_s"], int(r["evaluator/learner_steps"]), float(r["evaluator/sharpe"]))
+                for r in self.node_records("evaluator")]
+
+    def episode_return_curve(self) -> list[tuple[float, float]]:
+        """(seconds, mean training episode return) from every actor record that has one."""
+        points = []
+        for record in self.node_records("actor_"):
+            key = f"{record['node']}/episode_return"
+            if key in record:
+                points.append((record["elapsed_s"], float(record[key])))
+        return points
+
+    def seconds_to_sharpe(self, threshold: float) -> float | None:
+        """Seconds from the start of the run to the first evaluation at or above `threshold`."""
+        for seconds, _, sharpe in self.eval_curve():
+            if sharpe >= threshold:
+                return seconds
+        return None
+
+
+def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> Run:
+    """Runs launch/apex.py with `flags` into `workdir` (which must not hold a run yet)."""
+    workdir = pathlib.Path(workdir)
+    if (workdir / "summary.json").exists():
+        raise FileExistsError(f"{workdir} already holds a run; pass another --out")
+    command = [sys.executable, str(REPO_ROOT / "launch" / "apex.py"), f"--workdir={workdir}", *flags]
+    print("$", " ".join(command[1:]), flush=True)
+    start = time.monotonic()
+    log_path = workdir.parent / f"{workdir.name}.log"
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   timeout=timeout_s, check=False)
+    if completed.returncode != 0:
+        tail = log_path.read_text().splitlines()[-20:]
+        raise RuntimeError(f"launch/apex.py exited {completed.returncode} (log: {log_path}):\n"
+                           + "\n".join(tail))
+    summary = json.loads((workdir / "summary.json").read_text())
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    print(f"  done in {time.monotonic() - start:.0f} s: {summary['learner_steps']} learner steps, "
+          f"{summary['env_steps']} env steps", flush=True)
+    return Run(workdir, summary, records)
+
+
+def load_final_params(workdir: pathlib.Path) -> Any:
+    """The learner's parameters from the newest checkpoint of a finished run."""
+    from flax import serialization
+
+    from launch import checkpoints
+
+    directory = pathlib.Path(workdir) / "checkpoints" / "learner"
+    steps = checkpoints.checkpoint_steps(str(directory))
+    if not steps:
+        raise FileNotFoundError(f"no learner checkpoint in {directory}")
+    raw = serialization.msgpack_restore((directory / f"learner_{steps[-1]}.msgpack").read_bytes())
+    return raw["state"]["params"]
+
+
+def greedy_policy(run: Run, env) -> Callable:
+    """policy(obs) -> action of a finished run's final parameters (the agent's eval policy)."""
+    from agents.registry import AGENTS
+
+    builder = AGENTS[run.summary["agent"]]
+    config = builder.make_config(**run.summary["agent_config"])  # as the run resolved it
+    spec = builder.make_environment_spec(env)
+    policy = builder.make_eval_policy(config, spec)
+    params = load_final_params(run.workdir)
+    return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
+
+
+def random_policy(num_actions: int, seed: int) -> Callable:
+    """Uniformly random actions (seeded)."""
+    rng = np.random.default_rng(seed)
+    return lambda obs: int(rng.integers(num_actions))
+
+
+def mean_reversion_rule(env, threshold: float = 0.5) -> Callable:
+    """Knows the OU generator's parameters: z = (log close - log mean) / stationary std;
+    long below -threshold, short above +threshold, flat between.
+
+    It walks the eval split in order (one call per bar from the env's first step), so it must
+    be used with a fresh `run_episode` on `env`.
+    """
+    trading_env = env.unwrapped
+    positions = list(trading_env.positions)
+    long, short, flat = positions.index(1.0), positions.index(-1.0), positions.index(0.0)
+    stationary_std = OU_VOLATILITY / np.sqrt(1.0 - (1.0 - OU_MEAN_REVERSION) ** 2)
+    z_scores = (np.log(trading_env.market.close) - np.log(OU_MEAN_PRICE)) / stationary_std  # [T]
+    state = {"bar": trading_env.window}  # an eval episode starts at bar `window`
+
+    def act(obs: np.ndarray) -> int:
+        z = z_scores[state["bar"]]
+        state["bar"] += 1
+        return long if z < -threshold else short if z > threshold else flat
+
+    return act
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Prints (and returns) a markdown table."""
+    cells = [[fmt(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
