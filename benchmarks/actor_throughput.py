@@ -22,13 +22,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.replay_process import ReplayProcess  # noqa: E402
-
-
-def make_tables(config, spec):
-    from agents.apex_dqn import builder
-
-    return builder.make_replay_tables(config, spec)
+from benchmarks.replay_process import ReplayProcess, apex_dqn_tables  # noqa: E402
 
 
 def bare_writer_rate(address, config, spec, seconds):
@@ -113,9 +107,9 @@ def main():
     env = environments.TradingVectorEnv(market, num_envs=args.num_envs, window=args.window)
     spec = specs.make_environment_spec(env)
     config = builder.make_config(max_replay_size=5_000_000, min_replay_size=1)
-    with ReplayProcess(make_tables, config, spec) as replay:
+    with ReplayProcess(apex_dqn_tables, config, spec) as replay:
         ceiling = bare_writer_rate(replay.address, config, spec, args.seconds)
-    with ReplayProcess(make_tables, config, spec) as replay:
+    with ReplayProcess(apex_dqn_tables, config, spec) as replay:
         env_steps_per_s, inserts_per_s = actor_rates(replay.address, config, spec, env, args.seconds)
     print(f"window {args.window}, {args.num_envs} envs, network {config.hidden_sizes}")
     print(f"bare TrajectoryWriter loop (ceiling): {ceiling:8.0f} inserts/s")

@@ -23,13 +23,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.replay_process import ReplayProcess  # noqa: E402
-
-
-def make_tables(config, spec):
-    from agents.apex_dqn import builder
-
-    return builder.make_replay_tables(config, spec)
+from benchmarks.replay_process import ReplayProcess, apex_dqn_tables  # noqa: E402
 
 
 def fill(address, config, spec, env, count):
@@ -103,7 +97,7 @@ def main():
     config = builder.make_config(
         batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes), max_replay_size=10 * args.items, min_replay_size=1
     )
-    with ReplayProcess(make_tables, config, spec) as replay:
+    with ReplayProcess(apex_dqn_tables, config, spec) as replay:
         fill(replay.address, config, spec, env, args.items)
         ceiling = dataset_rate(replay.address, config, args.seconds)
         updates_per_s = learner_rate(replay.address, config, spec, args.seconds)

@@ -12,6 +12,13 @@ import sys
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def apex_dqn_tables(config, spec):
+    """The Ape-X DQN builder's tables (a module-level function, so a spawned child can import it)."""
+    from agents.apex_dqn import builder
+
+    return builder.make_replay_tables(config, spec)
+
+
 def _serve(make_tables, args, ready, stop) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO_ROOT))
