@@ -60,6 +60,7 @@ class ApexDQNActor(core.Actor):
         epsilon: float,
         n_step: int,
         seed: int,
+        reward_scale: float = 1.0,
     ):
         self._q_values = jax.jit(apply)  # the one network call per step
         self._act_and_prioritize = jax.jit(_act_and_prioritize)
@@ -68,6 +69,7 @@ class ApexDQNActor(core.Actor):
         self._variable_client = variable_client
         self._epsilon = float(epsilon)
         self._n_step = n_step
+        self._reward_scale = float(reward_scale)  # applied to rewards before the adder sees them
         self._rng = jax.random.PRNGKey(seed)
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
         self._actions: np.ndarray | None = None  # [B]
@@ -109,8 +111,9 @@ class ApexDQNActor(core.Actor):
         q_taken = self._q[np.arange(len(action)), action]  # [B] Q(obs_t, a_t)
         # Dispatched asynchronously: the network runs while the adder writes the step.
         q = self._q_values(self._variable_client.params, next_observation)
+        scaled_reward = np.asarray(reward) * self._reward_scale  # [B]
         transitions = self._adder.add(
-            action, reward, next_observation, terminated, truncated, env_mask, extras=q_taken
+            action, scaled_reward, next_observation, terminated, truncated, env_mask, extras=q_taken
         )
         priorities = self._act(
             next_observation, q, transitions.first_extras, transitions.n_step_return, transitions.discount

@@ -108,6 +108,7 @@ def make_actor(
         epsilon=apex_epsilon(actor_id, num_actors, config.epsilon_base, config.epsilon_exponent),
         n_step=config.n_step,
         seed=seed,
+        reward_scale=config.reward_scale,
     )
 
 

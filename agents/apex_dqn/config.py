@@ -16,6 +16,10 @@ class ApexDQNConfig:
     discount: float = 0.99  # Ape-X.
     target_update_period: int = 2500  # Ape-X: target network copied every 2500 learner updates.
     huber_delta: float = 1.0  # DQN (Mnih et al. 2015): Huber loss with delta 1.
+    # ours: rewards are multiplied by this before they are stored (Atari DQN clips to [-1, 1]
+    # instead). Log-growth rewards are ~1e-2 per step, far below the network's initial outputs
+    # and the Huber delta; e.g. 100 puts returns in percent. The greedy policy is unchanged.
+    reward_scale: float = 1.0
 
     # Prioritized replay.
     priority_exponent: float = 0.6  # Ape-X: alpha = 0.6.

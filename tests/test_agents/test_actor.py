@@ -42,3 +42,24 @@ def test_initial_priorities_are_abs_n_step_td_errors_of_the_actors_params(env_cl
     td = batch.data["n_step_return"] + batch.data["discount"] * q_next.max(-1) - q[np.arange(400), batch.data["action"]]
     np.testing.assert_allclose(batch.priorities, np.abs(td), rtol=1e-4, atol=1e-6)
     server.stop()
+
+
+@pytest.mark.parametrize("reward_scale", [1.0, 100.0])
+def test_rewards_are_scaled_before_they_are_stored(reward_scale):
+    # CountingEnv: rewards 1, 2, 3, 4 in a 4-step truncated episode; n = 2, gamma = 0.5:
+    # n-step returns 1 + 0.5*2, 2 + 0.5*3, 3 + 0.5*4, and 4 alone at the end.
+    env = testing.make_vector_env(testing.CountingEnv, num_envs=1, episode_length=4, terminates=False)
+    spec = specs.make_environment_spec(env)
+    config = builder.make_config(hidden_sizes=(8,), n_step=2, discount=0.5, max_replay_size=100,
+                                 min_replay_size=1, reward_scale=reward_scale)
+    server = reverb.Server(builder.make_replay_tables(config, spec))
+    address = f"localhost:{server.port}"
+    params = builder.make_networks(config, spec).init(jax.random.PRNGKey(0))
+    source = testing.StaticVariableSource({"params": params, "version": 0})
+    actor = builder.make_actor(config, spec, source, address, actor_id=0, num_actors=1, seed=0)
+    EnvironmentLoop(env, actor, seed=0).run(num_env_steps=4)
+    actor.close()
+
+    batch = next(replay.sample_batches(address, config.replay_table_name, batch_size=200))
+    np.testing.assert_allclose(np.unique(batch.data["n_step_return"]), reward_scale * np.array([2.0, 3.5, 4.0, 5.0]))
+    server.stop()
