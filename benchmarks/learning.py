@@ -3,8 +3,10 @@ budget per seed, then evaluate the final greedy policy on the test split next to
 a uniformly random policy and (on the OU market) a mean-reversion rule that knows the
 generator's parameters. Saves a learning curve and the equity curves as PNGs.
 
-    python benchmarks/learning.py                                   # OU market, seeds 0 1 2, 300 s each
+    python benchmarks/learning.py                  # OU market, seeds 0 1 2, 300 s each
     python benchmarks/learning.py --data=../shared/data/STOCKS_GOOGL.csv --seeds=0
+
+The defaults use the small-machine settings of benchmarks/runs.py.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ flags.DEFINE_string("data", "synthetic:ou", "Market: synthetic:ou or an OHLCV CS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; on a synthetic market each seed is also its market.")
 flags.DEFINE_float("seconds", 300.0, "Wall-clock training budget of each run (apex.py's --max_seconds).")
 flags.DEFINE_integer("num_actors", 2, "Actor processes.")
-flags.DEFINE_integer("window", 32, "Bars in one observation (apex.py's --window).")
+flags.DEFINE_integer("window", runs.SMALL_MACHINE_WINDOW, "Bars in one observation (apex.py's --window).")
 flags.DEFINE_integer("eval_every", 250, "Learner steps between evaluations (the learning curve).")
-flags.DEFINE_string("agent_config", "", "apex.py's --agent_config overrides (key=value,...).")
+flags.DEFINE_string("agent_config", runs.SMALL_MACHINE_AGENT_CONFIG,
+                    "apex.py's --agent_config overrides (key=value,...); see benchmarks/runs.py.")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/learning_<time>).")
 flags.DEFINE_float("rule_threshold", 0.5, "|z| beyond which the mean-reversion rule takes a position.")
 

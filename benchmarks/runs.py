@@ -26,6 +26,15 @@ OU_MEAN_REVERSION = 0.05
 OU_VOLATILITY = 0.01
 OU_MEAN_PRICE = 100.0
 
+# Settings found to learn the OU market within minutes on 2 cores (Ape-X's paper defaults are
+# sized for hundreds of actors and a GPU learner): rewards of ~1e-2 per step scaled to ~1, a
+# short horizon, a small network that updates fast on a CPU, and a 2-bar window (the price-level
+# feature already looks back 128 bars; 32-bar windows over-fit the ~3.2k training bars).
+SMALL_MACHINE_WINDOW = 2
+SMALL_MACHINE_AGENT_CONFIG = (
+    "reward_scale=100,discount=0.8,hidden_sizes=(32,32),batch_size=128,learning_rate=0.0003,"
+    "target_update_period=500,min_replay_size=2000,max_replay_size=100000")
+
 
 @dataclasses.dataclass
 class Run:

@@ -27,7 +27,9 @@ flags.DEFINE_float("seconds", 180.0, "Wall-clock budget of every configuration."
 flags.DEFINE_float("sharpe_threshold", 1.0, "Eval Sharpe on the test split that counts as learned.")
 flags.DEFINE_integer("eval_every", 100, "Learner steps between evaluations.")
 flags.DEFINE_integer("seed", 0, "Seed of the market and the agent.")
-flags.DEFINE_string("agent_config", "", "apex.py's --agent_config overrides (key=value,...).")
+flags.DEFINE_integer("window", runs.SMALL_MACHINE_WINDOW, "Bars in one observation (apex.py's --window).")
+flags.DEFINE_string("agent_config", runs.SMALL_MACHINE_AGENT_CONFIG,
+                    "apex.py's --agent_config overrides (key=value,...); see benchmarks/runs.py.")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/scaling_<time>).")
 
 
@@ -41,7 +43,7 @@ def main(argv) -> None:
     del argv
     out = pathlib.Path(FLAGS.out or runs.REPO_ROOT / "benchmarks" / "out" /
                        f"scaling_{time.strftime('%Y%m%d_%H%M%S')}")
-    common = ["--data=synthetic:ou", f"--seed={FLAGS.seed}", f"--max_seconds={FLAGS.seconds}",
+    common = ["--data=synthetic:ou", f"--window={FLAGS.window}", f"--seed={FLAGS.seed}", f"--max_seconds={FLAGS.seconds}",
               f"--eval_every={FLAGS.eval_every}"]
     if FLAGS.agent_config:
         common.append(f"--agent_config={FLAGS.agent_config}")
