@@ -123,22 +123,20 @@ def main(argv) -> None:
     table = runs.print_table(["seed", "policy", "total return", "Sharpe", "max drawdown",
                               "learner steps"], rows)
     names = list(next(iter(seed_results.values())))
-    medians = [[name, statistics.median(r[name]["total_return"] for r in seed_results.values()),
-                statistics.median(r[name]["sharpe"] for r in seed_results.values()),
-                statistics.median(r[name]["max_drawdown"] for r in seed_results.values())]
-               for name in names]
+    metrics = ("total_return", "sharpe", "max_drawdown")
+    median = {name: {metric: statistics.median(r[name][metric] for r in seed_results.values())
+                     for metric in metrics} for name in names}
     print("\nMedian over seeds:")
-    median_table = runs.print_table(["policy", "total return", "Sharpe", "max drawdown"], medians)
+    median_table = runs.print_table(["policy", "total return", "Sharpe", "max drawdown"],
+                                    [[name, *median[name].values()] for name in names])
     verdicts = []
     if "mean_reversion_rule" in names:
-        agent = statistics.median(r["agent"]["sharpe"] for r in seed_results.values())
-        rule = statistics.median(r["mean_reversion_rule"]["sharpe"] for r in seed_results.values())
-        others = {name: statistics.median(r[name]["sharpe"] for r in seed_results.values())
-                  for name in ("buy_and_hold", "random")}
+        agent, rule = median["agent"]["sharpe"], median["mean_reversion_rule"]["sharpe"]
+        best_other = max(median[name]["sharpe"] for name in ("buy_and_hold", "random"))
         verdicts.append(f"agent / rule Sharpe (medians): {agent / rule:.2f} (target >= 0.70): "
                         f"{'met' if agent >= 0.7 * rule else 'NOT met'}")
         verdicts.append("agent above buy-and-hold and random (medians): "
-                        f"{'yes' if agent > max(others.values()) else 'NO'}")
+                        f"{'yes' if agent > best_other else 'NO'}")
     for line in verdicts:
         print(line)
     paths = plot(out, seed_runs, seed_results)
