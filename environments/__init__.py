@@ -1,14 +1,17 @@
-"""Single-instrument trading environments: market data, features, TradingEnv, its numpy-batched
-vector version and trading metrics. Registers the gymnasium id "TradingEnv-v0"."""
+"""Trading environments: market data and universes of markets (with their train / validation /
+test split), features, TradingEnv, its numpy-batched vector version and trading metrics.
+Registers the gymnasium id "TradingEnv-v0"."""
 
 import gymnasium as gym
 
 from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
 from environments.market_data import (MarketData, MarketDataError, gbm_market, load_csv,
                                       ou_market, regime_market, synthetic_market)
-from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat, plot_equity,
-                                  run_episode, trading_metrics)
+from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat,
+                                  infer_periods_per_year, median_metrics, plot_equity, run_episode,
+                                  run_episodes, trading_metrics)
 from environments.trading import TradingEnv
+from environments.universe import MarketSource, MarketSplits, path_seed
 from environments.vector import TradingVectorEnv
 
 ENV_ID = "TradingEnv-v0"
@@ -18,8 +21,9 @@ if ENV_ID not in gym.registry:
                  vector_entry_point="environments.vector:TradingVectorEnv")
 
 __all__ = [
-    "ENV_ID", "FEATURE_NAMES", "NUM_FEATURES", "MarketData", "MarketDataError", "TradingEnv",
-    "TradingVectorEnv", "buy_and_hold", "compute_features", "evaluate_with_baselines", "flat",
-    "gbm_market", "load_csv", "ou_market", "plot_equity", "regime_market", "run_episode",
-    "synthetic_market", "trading_metrics",
+    "ENV_ID", "FEATURE_NAMES", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
+    "MarketSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
+    "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "load_csv",
+    "median_metrics", "ou_market", "path_seed", "plot_equity", "regime_market", "run_episode",
+    "run_episodes", "synthetic_market", "trading_metrics",
 ]

@@ -54,6 +54,11 @@ class MarketData:
     close: np.ndarray  # float64 [T]
     volume: np.ndarray  # float64 [T], >= 0
     source: str = "arrays"
+    # float32 [T, NUM_FEATURES] or None: computed on first use. Rows taken with a slice (and
+    # so every split) carry the slice of their parent's features, so the features of a test
+    # split are the whole market's features on those bars (the trailing windows reach back
+    # into earlier splits: past bars only, never future ones).
+    features_: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         timestamps = np.array(self.timestamps, dtype="datetime64[ns]")
@@ -69,6 +74,24 @@ class MarketData:
             values.setflags(write=False)
             object.__setattr__(self, name, values)
         _check_values(self, where=self.source, row_numbers=None)
+        if self.features_ is not None:
+            features = np.array(self.features_, dtype=np.float32)
+            if features.ndim != 2 or features.shape[0] != len(timestamps):
+                raise MarketDataError(f"{self.source}: features have shape {features.shape}, "
+                                      f"expected [{len(timestamps)}, num_features]")
+            features.setflags(write=False)
+            object.__setattr__(self, "features_", features)
+
+    @property
+    def features(self) -> np.ndarray:
+        """float32 [T, NUM_FEATURES] (environments.features), computed once per market."""
+        if self.features_ is None:
+            from environments.features import compute_features
+
+            features = compute_features(self)
+            features.setflags(write=False)
+            object.__setattr__(self, "features_", features)
+        return self.features_
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -80,20 +103,33 @@ class MarketData:
         return MarketData(
             self.timestamps[index], self.open[index], self.high[index], self.low[index],
             self.close[index], self.volume[index], source=self.source,
+            features_=self.features[index],
         )
 
-    def split(self, fraction: float = 0.8) -> tuple["MarketData", "MarketData"]:
-        """Chronological split: (first `fraction` of the rows, the rest). No row is in both."""
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
-        boundary = int(round(len(self) * fraction))
-        if boundary < 1 or boundary > len(self) - 1:
+    def split(self, *fractions: float) -> tuple["MarketData", ...]:
+        """Chronological split into len(fractions) + 1 parts: the first `fractions[0]` of the
+        rows, the next `fractions[1]`, ..., and the rest. No row is in two parts.
+
+        `split(0.8)` is (train, test); `split(0.6, 0.2)` is (train, validation, test). Each
+        part's source names its rows, e.g. "prices.csv[2000:2600]". Features are computed on
+        the whole market first (see `features`).
+        """
+        fractions = fractions or (0.8,)
+        if not all(0.0 < f < 1.0 for f in fractions) or sum(fractions) >= 1.0:
+            raise ValueError(f"split fractions must each be in (0, 1) and sum to < 1, got "
+                             f"{list(fractions)}")
+        boundaries = [0]
+        for fraction in np.cumsum(fractions):
+            boundaries.append(int(round(len(self) * fraction)))
+        boundaries.append(len(self))
+        if any(b <= a for a, b in zip(boundaries, boundaries[1:])):
             raise MarketDataError(
-                f"{self.source}: {len(self)} rows cannot be split at fraction {fraction}"
+                f"{self.source}: {len(self)} rows cannot be split at fractions {list(fractions)} "
+                "(a part would be empty)"
             )
-        train = dataclasses.replace(self[:boundary], source=f"{self.source}[:{boundary}]")
-        test = dataclasses.replace(self[boundary:], source=f"{self.source}[{boundary}:]")
-        return train, test
+        self.features  # noqa: B018 - computed once on the whole market, then sliced
+        return tuple(dataclasses.replace(self[a:b], source=f"{self.source}[{a}:{b}]")
+                     for a, b in zip(boundaries, boundaries[1:]))
 
     def check_min_rows(self, min_rows: int, needed_for: str) -> None:
         """Raises MarketDataError when there are fewer than `min_rows` rows."""

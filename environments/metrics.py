@@ -20,7 +20,47 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-PERIODS_PER_YEAR = 252  # trading days: the default for daily bars
+PERIODS_PER_YEAR = 252  # trading days: daily bars without weekends
+TRADING_DAYS = 252  # a year of exchange sessions
+WEEKDAYS = 260  # 52 weeks x 5 days: markets open around the clock on weekdays (24x5, e.g. FX)
+CALENDAR_DAYS = 365  # markets that never close (24x7, e.g. crypto)
+_DAY_S = 86400.0
+
+
+def infer_periods_per_year(timestamps: np.ndarray) -> tuple[float, str]:
+    """(periods per year, how it was decided) from the bar spacing and calendar of `timestamps`.
+
+    Daily bars: 252 trading days, or 365 when weekends hold bars. Intraday bars: 24x7
+    (365 days of 24 h) when weekends hold bars, 24x5 (260 weekdays of 24 h) when a weekday
+    holds about a full day of bars, else an exchange session: the median bars per day x 252.
+    Weekly or slower bars: 365.25 days / spacing.
+    """
+    stamps = np.asarray(timestamps, dtype="datetime64[ns]")
+    if len(stamps) < 3:
+        return float(PERIODS_PER_YEAR), f"{PERIODS_PER_YEAR} (too few bars to infer: daily assumed)"
+    spacing_s = float(np.median(np.diff(stamps).astype(np.float64))) / 1e9
+    days = stamps.astype("datetime64[D]").astype(np.int64)
+    weekend = ((days + 3) % 7) >= 5  # 1970-01-01 was a Thursday; Monday = 0
+    has_weekends = weekend.mean() > 0.1
+    if spacing_s >= 5 * _DAY_S:
+        periods = 365.25 * _DAY_S / spacing_s
+        return periods, f"{periods:.1f} (bars every {spacing_s / _DAY_S:.1f} days)"
+    if spacing_s >= 0.5 * _DAY_S:
+        if has_weekends:
+            return float(CALENDAR_DAYS), f"{CALENDAR_DAYS} (daily bars on every calendar day, 24x7)"
+        return float(TRADING_DAYS), f"{TRADING_DAYS} (daily bars on trading days)"
+    bars_per_24h = _DAY_S / spacing_s
+    if has_weekends:
+        return CALENDAR_DAYS * bars_per_24h, (
+            f"{CALENDAR_DAYS * bars_per_24h:.0f} ({bars_per_24h:.0f} bars a day, 24x7)")
+    _, per_day = np.unique(days, return_counts=True)
+    bars_per_day = float(np.median(per_day))
+    if bars_per_day >= 0.8 * bars_per_24h:
+        return WEEKDAYS * bars_per_24h, (
+            f"{WEEKDAYS * bars_per_24h:.0f} ({bars_per_24h:.0f} bars a day, 24x5: {WEEKDAYS} weekdays)")
+    return TRADING_DAYS * bars_per_day, (
+        f"{TRADING_DAYS * bars_per_day:.0f} ({bars_per_day:.0f} bars per session x "
+        f"{TRADING_DAYS} trading days)")
 
 
 def trading_metrics(portfolio_values: Sequence[float], positions: Sequence[float],
@@ -64,41 +104,81 @@ def trading_metrics(portfolio_values: Sequence[float], positions: Sequence[float
     }
 
 
-def run_episode(env, policy: Callable[[np.ndarray], int], seed: int | None = None,
-                periods_per_year: float = PERIODS_PER_YEAR) -> dict:
-    """Walks an eval-mode TradingEnv once with `policy(obs) -> action`.
-
-    Returns arrays portfolio_values [N + 1], positions [N], rewards [N], costs [N],
-    traded [N], timestamps [N + 1] (bar of each value) and the trading_metrics, both at the
-    top level and under "metrics".
-    """
+def _check_eval_env(env) -> None:
     trading_env = env.unwrapped
     if getattr(trading_env, "mode", None) != "eval":
         raise ValueError("run_episode needs a TradingEnv with mode='eval' (it walks the whole "
                          f"split once); got mode={getattr(trading_env, 'mode', None)!r}")
-    obs, info = env.reset(seed=seed)
-    values, steps = [info["portfolio_value"]], [info["step_index"]]
-    positions, rewards, costs, traded = [], [], [], []
-    done = False
-    while not done:
-        obs, reward, terminated, truncated, info = env.step(policy(obs))
-        done = terminated or truncated
-        values.append(info["portfolio_value"])
-        steps.append(info["step_index"])
-        positions.append(info["position"])
-        rewards.append(reward)
-        costs.append(info["cost"])
-        traded.append(info["traded"])
-    metrics = trading_metrics(values, positions, periods_per_year)
-    result = {
-        "portfolio_values": np.asarray(values), "positions": np.asarray(positions),
-        "rewards": np.asarray(rewards), "costs": np.asarray(costs),
-        "traded": np.asarray(traded, dtype=bool),
-        "timestamps": trading_env.market.timestamps[np.asarray(steps)],
-        "metrics": metrics,
-    }
-    result.update(metrics)
-    return result
+
+
+def run_episode(env, policy: Callable[[np.ndarray], int], seed: int | None = None,
+                periods_per_year: float | None = None) -> dict:
+    """Walks an eval-mode TradingEnv once with `policy(obs) -> action`.
+
+    Returns arrays portfolio_values [N + 1], positions [N], rewards [N], costs [N],
+    traded [N], timestamps [N + 1] (bar of each value), the trading_metrics both at the top
+    level and under "metrics", and periods_per_year (inferred from the market's timestamps
+    when not given, see infer_periods_per_year) with its reason under "annualization".
+    """
+    return run_episodes([env], lambda obs: np.array([policy(obs[0])]), seed, periods_per_year)[0]
+
+
+def run_episodes(envs: Sequence, policy: Callable[[np.ndarray], np.ndarray],
+                 seed: int | None = None, periods_per_year: float | None = None) -> list[dict]:
+    """Walks eval-mode TradingEnvs (one per market) once each, in lockstep, with one batched
+    call `policy(obs [len(envs), ...]) -> actions [len(envs)]` per step; an env that finished
+    keeps showing its last observation and its action is ignored. Returns run_episode's
+    result for each env, in order."""
+    for env in envs:
+        _check_eval_env(env)
+    observations, records = [], []
+    for env in envs:
+        obs, info = env.reset(seed=seed)
+        observations.append(obs)
+        records.append({"values": [info["portfolio_value"]], "steps": [info["step_index"]],
+                        "positions": [], "rewards": [], "costs": [], "traded": []})
+    running = [True] * len(envs)
+    while any(running):
+        actions = np.asarray(policy(np.stack(observations)))  # [len(envs)]
+        for i, env in enumerate(envs):
+            if not running[i]:
+                continue
+            obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            observations[i] = obs
+            running[i] = not (terminated or truncated)
+            record = records[i]
+            record["values"].append(info["portfolio_value"])
+            record["steps"].append(info["step_index"])
+            record["positions"].append(info["position"])
+            record["rewards"].append(reward)
+            record["costs"].append(info["cost"])
+            record["traded"].append(info["traded"])
+    results = []
+    for env, record in zip(envs, records):
+        timestamps = env.unwrapped.market.timestamps
+        if periods_per_year is None:
+            periods, reason = infer_periods_per_year(timestamps)
+        else:
+            periods, reason = float(periods_per_year), f"{periods_per_year:g} (given)"
+        metrics = trading_metrics(record["values"], record["positions"], periods)
+        result = {
+            "portfolio_values": np.asarray(record["values"]),
+            "positions": np.asarray(record["positions"]), "rewards": np.asarray(record["rewards"]),
+            "costs": np.asarray(record["costs"]), "traded": np.asarray(record["traded"], dtype=bool),
+            "timestamps": timestamps[np.asarray(record["steps"])], "metrics": metrics,
+            "periods_per_year": periods, "annualization": reason,
+        }
+        result.update(metrics)
+        results.append(result)
+    return results
+
+
+def median_metrics(results: Sequence[Mapping]) -> dict:
+    """The median over markets of every trading metric of `results` (run_episode results)."""
+    if not results:
+        raise ValueError("median_metrics needs at least one result")
+    return {key: float(np.median([r["metrics"][key] for r in results]))
+            for key in results[0]["metrics"]}
 
 
 def _constant_position_policy(env, position: float, name: str) -> Callable:
@@ -110,20 +190,20 @@ def _constant_position_policy(env, position: float, name: str) -> Callable:
     return lambda obs: action
 
 
-def buy_and_hold(env, periods_per_year: float = PERIODS_PER_YEAR) -> dict:
+def buy_and_hold(env, periods_per_year: float | None = None) -> dict:
     """run_episode holding +1 throughout (same split, same costs as the agent)."""
     return run_episode(env, _constant_position_policy(env, 1.0, "buy-and-hold"),
                        periods_per_year=periods_per_year)
 
 
-def flat(env, periods_per_year: float = PERIODS_PER_YEAR) -> dict:
+def flat(env, periods_per_year: float | None = None) -> dict:
     """run_episode holding no position (portfolio value stays at its start)."""
     return run_episode(env, _constant_position_policy(env, 0.0, "flat"),
                        periods_per_year=periods_per_year)
 
 
 def evaluate_with_baselines(env, policy: Callable[[np.ndarray], int],
-                            periods_per_year: float = PERIODS_PER_YEAR,
+                            periods_per_year: float | None = None,
                             plot_path: str | None = None) -> dict[str, dict]:
     """{"agent": ..., "buy_and_hold": ..., "flat": ...} run_episode results on `env`'s split;
     writes their equity curves to `plot_path` when given."""

@@ -22,7 +22,7 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 
-from environments.features import NUM_FEATURES, compute_features
+from environments.features import NUM_FEATURES
 from environments.market_data import MarketData, load_csv, synthetic_market
 
 MIN_GROWTH = 1e-6
@@ -32,9 +32,13 @@ DEFAULT_MARKET = dict(kind="ou", num_steps=4096, seed=0)  # used when no market 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TradingSetup:
-    """Validated settings plus the per-market arrays both TradingEnv and TradingVectorEnv use."""
+    """Validated settings plus the per-market arrays both TradingEnv and TradingVectorEnv use.
 
-    market: MarketData
+    Several markets (a universe) are laid end to end: bar indices are global, market m owns
+    bars offsets[m] .. offsets[m + 1] - 1, and no window or episode crosses a boundary.
+    """
+
+    markets: tuple[MarketData, ...]
     window: int
     positions: np.ndarray  # float64 [K] target position per action
     trade_cost_rate: float  # (commission + half-spread) per unit of traded notional
@@ -43,27 +47,62 @@ class TradingSetup:
     mode: str
     initial_value: float
     frames: np.ndarray  # float32 [T, F + 1], features then a zero position column; read-only
-    step_returns: np.ndarray  # float64 [T]: close[t+1] / close[t] - 1, and 0 at T - 1
-    first_step: int  # first bar an episode may start at (every window frame has a return)
-    last_step: int  # the final bar (T - 1): no action is taken there
+    step_returns: np.ndarray  # float64 [T]: close[t+1] / close[t] - 1, and 0 at each market's end
+    offsets: np.ndarray  # int64 [M + 1]: first global bar of each market, then T
+    first_steps: np.ndarray  # int64 [M]: first bar an episode may start at in each market
+    last_steps: np.ndarray  # int64 [M]: each market's final bar (no action is taken there)
+    start_counts: np.ndarray  # int64 [M + 1]: cumulative number of training start bars
+
+    @property
+    def market(self) -> MarketData:
+        """The first (in eval mode: the only) market."""
+        return self.markets[0]
+
+    @property
+    def first_step(self) -> int:
+        return int(self.first_steps[0])
+
+    @property
+    def last_step(self) -> int:
+        return int(self.last_steps[0])
 
     @property
     def num_starts(self) -> int:
-        """Number of possible training start bars."""
-        return self.last_step - self.episode_length - self.first_step + 1
+        """Number of possible training start bars, over all markets."""
+        return int(self.start_counts[-1])
+
+    def starts(self, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(market index, global start bar) of training episodes, one per uniform in [0, 1).
+
+        Every (market, start bar) pair is equally likely, so a market is drawn in proportion
+        to its number of start bars (equally, for markets of equal length). With one market
+        this is first_step + floor(u * num_starts).
+        """
+        k = (np.asarray(uniforms) * self.num_starts).astype(np.int64)
+        market = np.searchsorted(self.start_counts, k, side="right") - 1
+        return market, self.first_steps[market] + (k - self.start_counts[market])
 
 
-def make_setup(market: MarketData | str | os.PathLike | None = None, window: int = 32,
-               positions: Sequence[float] = (-1.0, 0.0, 1.0), commission_bps: float = 1.0,
-               spread_bps: float = 1.0, borrow_bps_per_step: float = 0.4,
-               episode_length: int = 256, mode: str = "train",
-               initial_value: float = 1.0) -> TradingSetup:
+def _as_markets(market) -> tuple[MarketData, ...]:
     if market is None:
-        market = synthetic_market(**DEFAULT_MARKET)
-    elif isinstance(market, (str, os.PathLike)):
-        market = load_csv(market)
-    elif not isinstance(market, MarketData):
-        raise TypeError(f"market must be a MarketData, a CSV path or None, got {type(market)}")
+        return (synthetic_market(**DEFAULT_MARKET),)
+    if isinstance(market, (str, os.PathLike)):
+        return (load_csv(market),)
+    if isinstance(market, MarketData):
+        return (market,)
+    if isinstance(market, (list, tuple)) and market and all(
+            isinstance(m, MarketData) for m in market):
+        return tuple(market)
+    raise TypeError(f"market must be a MarketData, a non-empty sequence of them (a universe), a "
+                    f"CSV path or None, got {type(market).__name__}")
+
+
+def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | None = None,
+               window: int = 32, positions: Sequence[float] = (-1.0, 0.0, 1.0),
+               commission_bps: float = 1.0, spread_bps: float = 1.0,
+               borrow_bps_per_step: float = 0.4, episode_length: int = 256, mode: str = "train",
+               initial_value: float = 1.0) -> TradingSetup:
+    markets = _as_markets(market)
     if not (isinstance(window, (int, np.integer)) and window >= 1):
         raise ValueError(f"window must be an integer >= 1, got {window!r}")
     levels = np.asarray(positions, dtype=np.float64)
@@ -77,48 +116,64 @@ def make_setup(market: MarketData | str | os.PathLike | None = None, window: int
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+    if mode == "eval" and len(markets) != 1:
+        raise ValueError(f"mode='eval' walks one market, got {len(markets)}; make one eval env "
+                         "per market")
     if not (isinstance(episode_length, (int, np.integer)) and episode_length >= 1):
         raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
     if not (math.isfinite(initial_value) and initial_value > 0):
         raise ValueError(f"initial_value must be a finite number > 0, got {initial_value!r}")
     window, episode_length = int(window), int(episode_length)
-    first_step = window  # frames t-window+1..t all have a log return (bar 0 has none)
-    if mode == "train":
-        market.check_min_rows(first_step + episode_length + 1,
-                              f"training with window={window} and episode_length={episode_length}")
-    else:
-        market.check_min_rows(first_step + 2, f"evaluation with window={window}")
-    frames = np.zeros((len(market), NUM_FEATURES + 1), dtype=np.float32)  # [T, F + 1]
-    frames[:, :NUM_FEATURES] = compute_features(market)
-    frames.setflags(write=False)
-    step_returns = np.zeros(len(market))  # [T]
-    step_returns[:-1] = market.close[1:] / market.close[:-1] - 1.0
-    step_returns.setflags(write=False)
-    levels.setflags(write=False)
+    for one in markets:  # frames t-window+1..t all have a log return (bar 0 has none)
+        if mode == "train":
+            one.check_min_rows(window + episode_length + 1,
+                               f"training with window={window} and episode_length={episode_length}")
+        else:
+            one.check_min_rows(window + 2, f"evaluation with window={window}")
+    lengths = np.array([len(one) for one in markets], dtype=np.int64)  # [M]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])  # [M + 1]
+    frames = np.zeros((offsets[-1], NUM_FEATURES + 1), dtype=np.float32)  # [T, F + 1]
+    step_returns = np.zeros(offsets[-1])  # [T]
+    for one, begin, end in zip(markets, offsets[:-1], offsets[1:]):
+        frames[begin:end, :NUM_FEATURES] = one.features
+        step_returns[begin:end - 1] = one.close[1:] / one.close[:-1] - 1.0
+    first_steps = offsets[:-1] + window
+    last_steps = offsets[1:] - 1
+    starts_per_market = last_steps - episode_length - first_steps + 1  # [M]
+    for array in (frames, step_returns, levels, offsets, first_steps, last_steps):
+        array.setflags(write=False)
+    start_counts = np.concatenate([[0], np.cumsum(starts_per_market)])
+    start_counts.setflags(write=False)
     return TradingSetup(
-        market=market, window=window, positions=levels,
+        markets=markets, window=window, positions=levels,
         trade_cost_rate=(commission_bps + spread_bps) / 1e4,
         borrow_rate=borrow_bps_per_step / 1e4, episode_length=episode_length, mode=mode,
         initial_value=float(initial_value), frames=frames, step_returns=step_returns,
-        first_step=first_step, last_step=len(market) - 1,
+        offsets=offsets, first_steps=first_steps, last_steps=last_steps,
+        start_counts=start_counts,
     )
 
 
 class TradingEnv(gym.Env):
     """Single-instrument trading environment (gymnasium id "TradingEnv-v0").
 
+    `market` is one MarketData (or a CSV path), or in mode="train" a sequence of them, a
+    universe: each episode then draws a market and a start bar (seeded), so more markets
+    bring more distinct experience instead of more passes over the same bars.
     Observation: float32 [window, NUM_FEATURES + 1]; row k is the frame of bar
     t - window + 1 + k: that bar's features then the position held at that bar (0 before the
     episode start). Action: Discrete(len(positions)), the target position.
     mode="train": a random start bar (from the reset seed), `episode_length` steps, then
     truncated=True. mode="eval": starts at the first valid bar and walks the whole market
     once; terminated=True at the last bar. info: portfolio_value, position (now held), cost
-    (paid this step, in portfolio currency), traded (position changed), step_index (bar t).
+    (paid this step, in portfolio currency), traded (position changed), step_index (bar t,
+    counted over the markets laid end to end), market_index (the episode's market).
     """
 
     metadata = {"render_modes": [], "observation_is_frame_window": True}
 
-    def __init__(self, market: MarketData | str | None = None, window: int = 32,
+    def __init__(self, market: MarketData | Sequence[MarketData] | str | None = None,
+                 window: int = 32,
                  positions: Sequence[float] = (-1.0, 0.0, 1.0), commission_bps: float = 1.0,
                  spread_bps: float = 1.0, borrow_bps_per_step: float = 0.4,
                  episode_length: int = 256, mode: str = "train", initial_value: float = 1.0,
@@ -129,6 +184,7 @@ class TradingEnv(gym.Env):
                                 borrow_bps_per_step, episode_length, mode, initial_value)
         setup = self.setup
         self.market = setup.market
+        self.markets = setup.markets
         self.window = setup.window
         self.positions = tuple(float(p) for p in setup.positions)
         self.mode = setup.mode
@@ -148,13 +204,15 @@ class TradingEnv(gym.Env):
         self._position = 0.0
         self._value = setup.initial_value
         self._needs_reset = True
+        self._market_index = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         setup = self.setup
         if self.mode == "train":
             # One uniform draw per reset (TradingVectorEnv draws the same stream).
-            start = setup.first_step + int(self.np_random.random() * setup.num_starts)
+            market, start = setup.starts(np.array([self.np_random.random()]))
+            self._market_index, start = int(market[0]), int(start[0])
             self._end = start + setup.episode_length
         else:
             start = setup.first_step
@@ -167,7 +225,7 @@ class TradingEnv(gym.Env):
         self._frames[start - self.window + 1:start + 1, NUM_FEATURES] = 0.0
         obs = self._frames[start - self.window + 1:start + 1].copy()  # [window, F + 1]
         info = {"portfolio_value": self._value, "position": 0.0, "cost": 0.0, "traded": False,
-                "step_index": start}
+                "step_index": start, "market_index": self._market_index}
         return obs, info
 
     def step(self, action):
@@ -205,5 +263,6 @@ class TradingEnv(gym.Env):
         if terminated or truncated:
             self._needs_reset = True
         info = {"portfolio_value": self._value, "position": target, "cost": cost,
-                "traded": target != position, "step_index": t}
+                "traded": target != position, "step_index": t,
+                "market_index": self._market_index}
         return obs, reward, terminated, truncated, info

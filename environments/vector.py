@@ -1,4 +1,5 @@
-"""TradingVectorEnv: B TradingEnv episodes on one market stepped together with numpy arrays.
+"""TradingVectorEnv: B TradingEnv episodes on one market or a universe of markets, stepped
+together with numpy arrays.
 
 Same accounting, observations and episodes as TradingEnv (env i seeded with seed + i gives
 the trajectory of a TradingEnv reset with that seed), with gymnasium 1.0 NEXT_STEP
@@ -21,22 +22,23 @@ from environments.trading import LOG_MIN_GROWTH, MIN_GROWTH, make_setup
 
 _UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)
 _RING_STEPS = 128  # steps between compactions of the recent-frames ring
-_INFO_KEYS = ("portfolio_value", "position", "cost", "traded", "step_index")
+_INFO_KEYS = ("portfolio_value", "position", "cost", "traded", "step_index", "market_index")
 
 
 class TradingVectorEnv(gym.vector.VectorEnv):
     """`num_envs` independent TradingEnv episodes; takes TradingEnv's keyword arguments.
 
     obs: float32 [B, window, NUM_FEATURES + 1]; actions: int [B]; rewards float64 [B].
-    info: arrays [B] for portfolio_value, position, cost, traded, step_index (each with its
-    gymnasium "_key" mask, all True).
+    info: arrays [B] for portfolio_value, position, cost, traded, step_index, market_index (each
+    with its gymnasium "_key" mask, all True).
     """
 
     metadata = {"render_modes": [], "observation_is_frame_window": True,
                 "autoreset_mode": getattr(getattr(gym.vector, "AutoresetMode", None),
                                           "NEXT_STEP", "NextStep")}
 
-    def __init__(self, market: MarketData | str | None = None, num_envs: int = 1, **env_kwargs):
+    def __init__(self, market: MarketData | Sequence[MarketData] | str | None = None,
+                 num_envs: int = 1, **env_kwargs):
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if env_kwargs.get("render_mode") is not None:
@@ -44,6 +46,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         env_kwargs.pop("render_mode", None)
         self.setup = setup = make_setup(market, **env_kwargs)
         self.market = setup.market
+        self.markets = setup.markets
         self.num_envs = int(num_envs)
         self.window = setup.window
         self.mode = setup.mode
@@ -58,6 +61,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         B = self.num_envs
         self._t = np.zeros(B, dtype=np.int64)  # current bar
         self._end = np.zeros(B, dtype=np.int64)  # bar at which the episode ends
+        self._market_index = np.zeros(B, dtype=np.int64)  # the episode's market
         self._position = np.zeros(B)  # position held at the current bar
         self._value = np.full(B, setup.initial_value)
         # Each env's recent frames (features + held position), appended one row per step; the
@@ -124,6 +128,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         setup = self.setup
         self._t = self._t.copy()
         self._end = self._end.copy()
+        self._market_index = self._market_index.copy()
         self._position = self._position.copy()
         self._value = self._value.copy()
         if self.mode == "train":
@@ -132,7 +137,8 @@ class TradingVectorEnv(gym.vector.VectorEnv):
                 self._refill(exhausted)
             uniforms = self._uniforms[envs, self._uniform_index[envs]]
             self._uniform_index[envs] += 1
-            start = setup.first_step + (uniforms * setup.num_starts).astype(np.int64)
+            market, start = setup.starts(uniforms)
+            self._market_index[envs] = market
             self._t[envs] = start
             self._end[envs] = start + setup.episode_length
         else:
@@ -151,7 +157,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
     def _info(self, cost: np.ndarray, traded: np.ndarray) -> dict:
         # State arrays are replaced, never modified in place, once handed out here.
         info = {"portfolio_value": self._value, "position": self._position, "cost": cost,
-                "traded": traded, "step_index": self._t}
+                "traded": traded, "step_index": self._t, "market_index": self._market_index}
         info.update(self._info_masks)
         return info
 
