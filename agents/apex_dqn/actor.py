@@ -15,7 +15,7 @@ import numpy as np
 
 from agents import core
 from agents.adders import NStepAdder
-from agents.apex_dqn.learning import double_q_td_error
+from agents.apex_dqn.learning import double_q_td_error, priority
 from agents.variable_client import VariableClient
 
 
@@ -35,6 +35,7 @@ def _act_and_prioritize(
     q_taken: jax.Array,  # [B, n] Q(obs_t, a_t) of the transitions that just completed
     n_step_return: jax.Array,  # [B, n]
     discount: jax.Array,  # [B, n]
+    priority_epsilon: float,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Epsilon-greedy actions [B] and initial priorities [B, n] from one network output."""
     rng, explore_rng, action_rng = jax.random.split(rng, 3)
@@ -45,7 +46,8 @@ def _act_and_prioritize(
     actions = jnp.where(explore, random_actions, greedy).astype(jnp.int32)
     # The actor has one set of parameters: it serves as both online and target network.
     q_next = q[:, None, :]  # [B, 1, A], the next observation of every slot
-    priorities = jnp.abs(double_q_td_error(q_taken, n_step_return, discount, q_next, q_next))
+    td_error = double_q_td_error(q_taken, n_step_return, discount, q_next, q_next)  # [B, n]
+    priorities = priority(td_error, priority_epsilon)
     return actions, priorities, rng
 
 
@@ -61,6 +63,8 @@ class ApexDQNActor(core.Actor):
         n_step: int,
         seed: int,
         reward_scale: float = 1.0,
+        *,
+        priority_epsilon: float,
     ):
         self._q_values = jax.jit(apply)  # the one network call per step
         self._act_and_prioritize = jax.jit(_act_and_prioritize)
@@ -70,6 +74,7 @@ class ApexDQNActor(core.Actor):
         self._epsilon = float(epsilon)
         self._n_step = n_step
         self._reward_scale = float(reward_scale)  # applied to rewards before the adder sees them
+        self._priority_epsilon = float(priority_epsilon)  # added to |td| as the learner does
         self._rng = jax.random.PRNGKey(seed)
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
         self._actions: np.ndarray | None = None  # [B]
@@ -122,7 +127,7 @@ class ApexDQNActor(core.Actor):
 
     def _act(self, observation, q, q_taken, n_step_return, discount) -> np.ndarray:
         actions, priorities, self._rng = self._act_and_prioritize(
-            q, self._rng, self._epsilon, q_taken, n_step_return, discount
+            q, self._rng, self._epsilon, q_taken, n_step_return, discount, self._priority_epsilon
         )
         self._observation = observation
         self._actions, self._q = np.asarray(actions), np.asarray(q)

@@ -68,6 +68,7 @@ def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name:
         config.importance_sampling_exponent,
         config.huber_delta,
         axis_name,
+        priority_epsilon=config.priority_epsilon,
     )
     optimizer = learning.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
     return learning.make_sgd_step(loss, optimizer, config.target_update_period, axis_name), optimizer
@@ -109,6 +110,7 @@ def make_actor(
         n_step=config.n_step,
         seed=seed,
         reward_scale=config.reward_scale,
+        priority_epsilon=config.priority_epsilon,
     )
 
 

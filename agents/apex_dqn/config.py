@@ -24,6 +24,7 @@ class ApexDQNConfig:
     # Prioritized replay.
     priority_exponent: float = 0.6  # Ape-X: alpha = 0.6.
     importance_sampling_exponent: float = 0.4  # Ape-X: beta = 0.4.
+    priority_epsilon: float = 1e-3  # Schaul et al. 2016: p = |td| + eps keeps td-0 items sampled; 1e-3 ours, reward units.
     max_replay_size: int = 2_000_000  # Ape-X: capacity 2M transitions, FIFO eviction.
     min_replay_size: int = 50_000  # Ape-X: learning starts at 50k transitions.
     samples_per_insert: float | None = None  # Ape-X: actors and learner are not rate-limited.

@@ -58,6 +58,14 @@ def double_q_td_error(
     return n_step_return + discount * next_value - q_taken
 
 
+def priority(td_error: jax.Array, epsilon: float) -> jax.Array:
+    """p_i = |td_i| + epsilon (Schaul et al. 2016, sec. 3.3): a TD error of 0 still leaves p_i > 0.
+
+    Shared by the learner's write-back and the actors' initial priorities, so both agree.
+    """
+    return jnp.abs(td_error) + epsilon
+
+
 def importance_weights(
     probabilities: jax.Array, table_size: jax.Array, beta: float, axis_name: str | None = None
 ) -> jax.Array:
@@ -75,8 +83,10 @@ def make_double_q_loss(
     importance_sampling_exponent: float,
     huber_delta: float = 1.0,
     axis_name: str | None = None,
+    *,
+    priority_epsilon: float,
 ) -> LossFn:
-    """Importance-weighted Huber loss on the n-step double-Q TD error; priorities = |TD error|."""
+    """Importance-weighted Huber loss on the n-step double-Q TD error; priorities = |TD error| + epsilon."""
 
     def loss(params: Any, target_params: Any, batch: Batch) -> tuple[jax.Array, LossExtra]:
         obs, next_obs = layout.observations(batch.data)  # [B, ...] each
@@ -97,7 +107,7 @@ def make_double_q_loss(
         per_item = optax.huber_loss(td_error, delta=huber_delta)  # [B]
         value = jnp.mean(weights * per_item)
         metrics = {"loss": value, "td_error_abs": jnp.mean(jnp.abs(td_error)), "q_mean": jnp.mean(q_taken)}
-        return value, LossExtra(metrics=metrics, priorities=jnp.abs(td_error))
+        return value, LossExtra(metrics=metrics, priorities=priority(td_error, priority_epsilon))
 
     return loss
 

@@ -1,5 +1,6 @@
-"""Ape-X actor: the epsilon ladder and initial priorities computed from the actor's own Q-values."""
+"""Ape-X actor: the epsilon ladder and initial priorities |td| + epsilon from the actor's own Q-values."""
 
+import gymnasium as gym
 import jax
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_apex_epsilon_ladder():
 
 
 @pytest.mark.parametrize("env_cls", [testing.CountingEnv, testing.FrameWindowEnv])
-def test_initial_priorities_are_abs_n_step_td_errors_of_the_actors_params(env_cls):
+def test_initial_priorities_are_abs_n_step_td_errors_plus_epsilon(env_cls):
     env = testing.make_vector_env(env_cls, num_envs=2, episode_length=4, terminates=False)
     spec = specs.make_environment_spec(env)
     config = builder.make_config(hidden_sizes=(8,), n_step=2, discount=0.5, max_replay_size=100, min_replay_size=1)
@@ -40,7 +41,32 @@ def test_initial_priorities_are_abs_n_step_td_errors_of_the_actors_params(env_cl
     q = np.asarray(network.apply(params, observation))
     q_next = np.asarray(network.apply(params, next_observation))
     td = batch.data["n_step_return"] + batch.data["discount"] * q_next.max(-1) - q[np.arange(400), batch.data["action"]]
-    np.testing.assert_allclose(batch.priorities, np.abs(td), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(batch.priorities, np.abs(td) + config.priority_epsilon, rtol=1e-4, atol=1e-6)
+    server.stop()
+
+
+def test_zero_td_error_gets_priority_epsilon_from_the_config():
+    # All-zero parameters give Q = 0 everywhere and the rewards are 0, so every transition's TD
+    # error is exactly 0: its priority is epsilon alone (0.25 here, not the default).
+    def make_env():
+        return gym.wrappers.TransformReward(testing.CountingEnv(episode_length=4), lambda reward: 0.0)
+
+    env = gym.vector.SyncVectorEnv([make_env, make_env])
+    spec = specs.make_environment_spec(env)
+    config = builder.make_config(hidden_sizes=(8,), n_step=2, max_replay_size=100, min_replay_size=1,
+                                 priority_epsilon=0.25)
+    server = reverb.Server(builder.make_replay_tables(config, spec))
+    address = f"localhost:{server.port}"
+    zeros = jax.tree.map(np.zeros_like, builder.make_networks(config, spec).init(jax.random.PRNGKey(0)))
+    source = testing.StaticVariableSource({"params": zeros, "version": 0})
+    actor = builder.make_actor(config, spec, source, address, actor_id=0, num_actors=1, seed=0)
+    EnvironmentLoop(env, actor, seed=0).run(num_env_steps=8)
+    actor.close()
+    assert actor.items_written == 8
+
+    batch = next(replay.sample_batches(address, config.replay_table_name, batch_size=100))
+    np.testing.assert_array_equal(batch.data["n_step_return"], 0.0)
+    np.testing.assert_array_equal(batch.priorities, np.float32(0.25))
     server.stop()
 
 
