@@ -1,0 +1,102 @@
+"""Where a run's markets come from: one CSV market or a synthetic process, and its three-way
+split into train / validation / test markets that share no bar and no path.
+
+A synthetic source is a *process*: `synthetic_paths` training paths, `validation_paths` and
+`test_paths` held-out paths, each from its own seed, so more actors bring new experience
+instead of more passes over the same bars. A CSV market is a universe of one market, split
+chronologically per market.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+
+from environments.market_data import MarketData, load_csv, synthetic_market
+
+PARTS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketSplits:
+    """Markets of each part; every bar (and every synthetic path) is in exactly one part."""
+
+    train: tuple[MarketData, ...]
+    validation: tuple[MarketData, ...]
+    test: tuple[MarketData, ...]
+
+    def part(self, name: str) -> tuple[MarketData, ...]:
+        if name not in PARTS:
+            raise ValueError(f"unknown split {name!r}, expected one of {PARTS}")
+        return getattr(self, name)
+
+
+def path_seed(seed: int, part: str, index: int) -> int:
+    """The seed of synthetic path `index` of `part`: distinct for every (seed, part, index)."""
+    entropy = [int(seed) % 2**32, PARTS.index(part), int(index)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketSource:
+    """A small, picklable description of a run's markets; each node loads them itself.
+
+    Nodes get this rather than the arrays: Ray would otherwise put the arrays in its object
+    store as constructor arguments of restartable actors. A CSV path must be readable where
+    the nodes run (like the workdir). `load()` is cached per process.
+    """
+
+    data: str = "synthetic"  # "synthetic" (= synthetic:ou), "synthetic:<kind>" or a CSV path
+    date_format: str | None = None
+    synthetic_steps: int = 4096  # bars of each synthetic path
+    synthetic_paths: int = 32  # training paths of a synthetic process
+    validation_paths: int = 4
+    test_paths: int = 8
+    seed: int = 0
+    train_fraction: float = 0.6  # CSV: chronological train / validation / test fractions
+    validation_fraction: float = 0.2
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.data == "synthetic" or self.data.startswith("synthetic:")
+
+    @property
+    def synthetic_kind(self) -> str:
+        return self.data.partition(":")[2] or "ou"
+
+    def load(self) -> MarketSplits:
+        """The markets of every part (MarketDataError / FileNotFoundError on bad data)."""
+        return _load(self)
+
+    def split(self, part: str) -> tuple[MarketData, ...]:
+        return self.load().part(part)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(source: MarketSource) -> MarketSplits:
+    if source.is_synthetic:
+        counts = dict(train=source.synthetic_paths, validation=source.validation_paths,
+                      test=source.test_paths)
+        for part, count in counts.items():
+            if count < 1:
+                raise ValueError(f"a synthetic source needs at least one {part} path, got {count}")
+        parts = {}
+        for part, count in counts.items():
+            markets = []
+            for index in range(count):
+                seed = path_seed(source.seed, part, index)
+                market = synthetic_market(kind=source.synthetic_kind,
+                                          num_steps=source.synthetic_steps, seed=seed)
+                markets.append(dataclasses.replace(
+                    market, source=f"synthetic:{source.synthetic_kind}/{part}/{index}(seed={seed})"))
+            parts[part] = tuple(markets)
+        return MarketSplits(**parts)
+    if not os.path.isfile(source.data):
+        raise FileNotFoundError(f"{source.data}: no such file (expected 'synthetic[:kind]' or a "
+                                "CSV path)")
+    market = load_csv(source.data, date_format=source.date_format)
+    train, validation, test = market.split(source.train_fraction, source.validation_fraction)
+    return MarketSplits((train,), (validation,), (test,))
