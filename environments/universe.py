@@ -10,6 +10,7 @@ chronologically per market.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 
@@ -95,8 +96,8 @@ def _load(source: MarketSource) -> MarketSplits:
             parts[part] = tuple(markets)
         return MarketSplits(**parts)
     if not os.path.isfile(source.data):
-        raise FileNotFoundError(f"{source.data}: no such file (expected 'synthetic[:kind]' or a "
-                                "CSV path)")
+        raise FileNotFoundError(errno.ENOENT, "no such file (expected 'synthetic[:kind]' or a "
+                                "CSV path)", source.data)
     market = load_csv(source.data, date_format=source.date_format)
     train, validation, test = market.split(source.train_fraction, source.validation_fraction)
     return MarketSplits((train,), (validation,), (test,))

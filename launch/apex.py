@@ -29,6 +29,8 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+import types  # noqa: E402
+import typing  # noqa: E402
 from typing import Any  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -42,15 +44,34 @@ flags.DEFINE_enum("lp_launch_type", "local_mp", list(lp.LAUNCH_TYPES),
                   "Ray instance; ray: join the Ray cluster at --ray_address.")
 flags.DEFINE_string("ray_address", None, "HOST:PORT of a running Ray cluster (--lp_launch_type=ray).")
 flags.DEFINE_string("agent", "apex_dqn", "Agent builder, by its name in agents/registry.py.")
-flags.DEFINE_string("agent_config", "", "Overrides of the agent's config: key=value,key=value.")
+flags.DEFINE_string("agent_preset", "small", "Named settings of the agent's config (agents' "
+                    "config.py PRESETS): 'small' learns on a 2-core machine in minutes; "
+                    "'apex_paper' is Ape-X's paper settings, for a GPU learner and many actors.")
+flags.DEFINE_string("agent_config", "", "Overrides of the agent's config (on top of the preset): "
+                    "key=value,key=value.")
 flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp).")
 flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
 flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
-                    "synthetic:regime, or the path of an OHLCV CSV file.")
+                    "synthetic:regime (a process: distinct train/validation/test paths), or the "
+                    "path of an OHLCV CSV file (split chronologically).")
 flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
-flags.DEFINE_integer("synthetic_steps", 4096, "Bars of a synthetic market.")
-flags.DEFINE_float("train_fraction", 0.8, "Chronological train/test split of the market.")
-flags.DEFINE_integer("window", 32, "Bars in one observation.")
+flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
+flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
+flags.DEFINE_integer("validation_paths", 4, "Held-out synthetic paths for model selection.")
+flags.DEFINE_integer("test_paths", 8, "Held-out synthetic paths for the final test.")
+flags.DEFINE_float("train_fraction", 0.6, "CSV: the first fraction of the bars for training.")
+flags.DEFINE_float("validation_fraction", 0.2, "CSV: the next fraction for model selection; the "
+                   "rest is the test split.")
+flags.DEFINE_integer("window", 2, "Bars in one observation.")
+flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
+flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")
+flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
+flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "
+                  "(fractions of portfolio value).")
+flags.DEFINE_float("periods_per_year", 0.0, "Bars per year for Sharpe and annualized return; "
+                   "0: inferred from the bars' spacing and calendar.")
+flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
+                  "plots only (selection never reads them).")
 flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
 flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
                      "(restored steps count); 0: no limit.")
@@ -59,8 +80,8 @@ flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of runnin
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
 flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
-flags.DEFINE_integer("eval_every", 500, "Evaluate on the test split every this many learner steps "
-                     "(and once at the end).")
+flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every this many learner "
+                     "steps (and once at the end); the best parameters are tested once at the end.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner checkpoint every this many steps "
                      "(and at the end); 0: only at the end.")
 
@@ -78,10 +99,11 @@ class Setup:
     builder: Any
     config: Any
     spec: Any
-    market: Any  # a launch.nodes.MarketSource
-    train_source: str  # e.g. "synthetic:ou(seed=0)[:3277]"
+    market: Any  # an environments.MarketSource
     env_kwargs: dict
     workdir: str
+    periods_per_year: float | None  # None: inferred from each market's bars
+    annualization: str  # how the test split is annualized, for the user
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -97,37 +119,92 @@ def _split_top_level(text: str) -> list[str]:
     return [part.strip() for part in parts + [current] if part.strip()]
 
 
-def parse_agent_config(text: str) -> dict[str, Any]:
-    """--agent_config "key=value,..." with Python literals: batch_size=64,hidden_sizes=(64,64)."""
+def parse_agent_config(text: str, config_class: Any) -> dict[str, Any]:
+    """--agent_config "key=value,..." converted by the type of each field of `config_class`
+    (a dataclass): batch_size=64,hidden_sizes=(64,64),samples_per_insert=None."""
+    hints = typing.get_type_hints(config_class)
     overrides = {}
     for item in _split_top_level(text):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise UsageError(f"--agent_config: {item!r} is not key=value")
-        try:
-            overrides[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            overrides[key.strip()] = value.strip()
+        if key not in hints:
+            raise UsageError(f"--agent_config: unknown setting {key!r}; expected one of "
+                             f"{sorted(hints)}")
+        overrides[key] = _convert(key, value, hints[key])
     return overrides
 
 
+def _convert(key: str, text: str, hint: Any) -> Any:
+    """`text` as a value of type `hint` (int, float, str, bool, tuple[int, ...], X | None)."""
+    expected = getattr(hint, "__name__", None) or str(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if text == "None" and len(options) < len(typing.get_args(hint)):
+            return None
+        hint, expected = options[0], " or ".join(
+            getattr(o, "__name__", str(o)) for o in typing.get_args(hint))
+    if hint is str:
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = _NOT_A_LITERAL
+    if typing.get_origin(hint) is tuple:
+        item_type = typing.get_args(hint)[0]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if isinstance(value, (tuple, list)) and all(_is(item, item_type) for item in value):
+            return tuple(value)
+        raise UsageError(f"--agent_config: {key}={text!r}: expected a tuple of "
+                         f"{item_type.__name__}, e.g. {key}=(64,64)")
+    if _is(value, hint):
+        return hint(value)
+    raise UsageError(f"--agent_config: {key}={text!r}: expected {expected}")
+
+
+_NOT_A_LITERAL = object()
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
 def check_flags() -> Setup:
-    """Validates every flag (loading the data and building one env of each split)."""
+    """Validates every flag (loading the data and building the envs of each split)."""
     counts = {"num_actors": 1, "envs_per_actor": 1, "window": 1, "episode_length": 1,
-              "eval_every": 1, "synthetic_steps": 2, "max_learner_steps": 0,
-              "max_env_steps": 0, "checkpoint_every": 0}
+              "eval_every": 1, "synthetic_steps": 2, "synthetic_paths": 1, "validation_paths": 1,
+              "test_paths": 1, "max_learner_steps": 0, "max_env_steps": 0, "checkpoint_every": 0}
     for name, minimum in counts.items():
         if getattr(FLAGS, name) < minimum:
             raise UsageError(f"--{name}={getattr(FLAGS, name)}: expected an integer >= {minimum}")
     if not (FLAGS.max_seconds >= 0 and math.isfinite(FLAGS.max_seconds)):
         raise UsageError(f"--max_seconds={FLAGS.max_seconds}: expected a number >= 0")
-    if not 0 < FLAGS.train_fraction < 1:
-        raise UsageError(f"--train_fraction={FLAGS.train_fraction}: expected a number in (0, 1)")
+    if not (0 < FLAGS.train_fraction < 1 and 0 < FLAGS.validation_fraction < 1
+            and FLAGS.train_fraction + FLAGS.validation_fraction < 1):
+        raise UsageError(f"--train_fraction={FLAGS.train_fraction} "
+                         f"--validation_fraction={FLAGS.validation_fraction}: expected two numbers "
+                         "in (0, 1) whose sum is < 1 (the rest is the test split)")
+    if not (FLAGS.periods_per_year >= 0 and math.isfinite(FLAGS.periods_per_year)):
+        raise UsageError(f"--periods_per_year={FLAGS.periods_per_year}: expected a number > 0, "
+                         "or 0 to infer it from the data")
     if FLAGS.lp_launch_type == "ray" and not FLAGS.ray_address:
         raise UsageError("--lp_launch_type=ray needs --ray_address=HOST:PORT of a running Ray cluster")
     if FLAGS.ray_address and FLAGS.lp_launch_type != "ray":
         raise UsageError(f"--ray_address is only used with --lp_launch_type=ray "
                          f"(got --lp_launch_type={FLAGS.lp_launch_type})")
+    try:
+        positions = [float(p) for p in FLAGS.positions]
+    except ValueError:
+        raise UsageError(f"--positions={','.join(FLAGS.positions)}: expected numbers separated "
+                         "by commas, e.g. -1,0,1") from None
 
     workdir = os.path.abspath(FLAGS.workdir or os.path.join(
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{FLAGS.agent}"))
@@ -143,35 +220,56 @@ def check_flags() -> Setup:
         raise UsageError(f"--workdir={workdir} is not empty; pass --restore to continue that run "
                          f"or choose a new folder")
 
-    # Data and window first (numpy only); the agent's builder (jax, reverb) is imported last.
-    from environments import MarketDataError, TradingEnv, TradingVectorEnv
+    # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
+    from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
+    from environments.metrics import infer_periods_per_year
 
-    from launch.nodes import MarketSource, get_builder
+    from launch.nodes import get_builder
 
-    market = MarketSource(FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.seed,
-                          FLAGS.train_fraction)
+    market = MarketSource(
+        FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.synthetic_paths,
+        FLAGS.validation_paths, FLAGS.test_paths, FLAGS.seed, FLAGS.train_fraction,
+        FLAGS.validation_fraction)
     try:
-        train, test = market.split()
-    except (MarketDataError, ValueError, FileNotFoundError) as error:
-        raise UsageError(f"--data={FLAGS.data}: {error}") from None
-    env_kwargs = dict(window=FLAGS.window, episode_length=FLAGS.episode_length)
-    try:
-        train_env = TradingVectorEnv(train, num_envs=1, mode="train", **env_kwargs)
-        TradingEnv(test, mode="eval", **env_kwargs)
+        splits = market.load()
+    except FileNotFoundError as error:
+        raise UsageError(f"--data={FLAGS.data}: {error.strerror}") from None
     except (MarketDataError, ValueError) as error:
-        raise UsageError(f"--window={FLAGS.window} --episode_length={FLAGS.episode_length} "
+        raise UsageError(f"--data={FLAGS.data}: {error}") from None
+    env_kwargs = dict(window=FLAGS.window, episode_length=FLAGS.episode_length,
+                      commission_bps=FLAGS.commission_bps, spread_bps=FLAGS.spread_bps,
+                      borrow_bps_per_step=FLAGS.borrow_bps_per_step, positions=tuple(positions))
+    env_flags = " ".join(f"--{name}={getattr(FLAGS, name)}" for name in (
+        "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step"))
+    try:
+        train_env = TradingVectorEnv(list(splits.train), num_envs=1, mode="train", **env_kwargs)
+        for part in ("validation", "test"):
+            for one in splits.part(part):
+                TradingEnv(one, mode="eval", **env_kwargs)
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"{env_flags} --positions={','.join(FLAGS.positions)} "
                          f"--data={FLAGS.data}: {error}") from None
+    if FLAGS.periods_per_year:
+        periods_per_year = FLAGS.periods_per_year
+        annualization = f"{FLAGS.periods_per_year:g} periods per year (--periods_per_year)"
+    else:
+        periods_per_year = None
+        annualization = (f"{infer_periods_per_year(splits.test[0].timestamps)[1]} periods per "
+                         "year, inferred from the bars (override: --periods_per_year)")
     try:
         builder = get_builder(FLAGS.agent)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    overrides = parse_agent_config(FLAGS.agent_config, builder.Config)
     try:
-        config = builder.make_config(**parse_agent_config(FLAGS.agent_config))
+        config = builder.make_config(preset=FLAGS.agent_preset, **overrides)
     except (TypeError, ValueError) as error:
-        raise UsageError(f"--agent_config={FLAGS.agent_config!r}: {error}") from None
+        raise UsageError(f"--agent_preset={FLAGS.agent_preset} --agent_config="
+                         f"{FLAGS.agent_config!r}: {error}") from None
     spec = builder.make_environment_spec(train_env)
     train_env.close()
-    return Setup(builder, config, spec, market, train.source, env_kwargs, workdir)
+    return Setup(builder, config, spec, market, env_kwargs, workdir, periods_per_year,
+                 annualization)
 
 
 def build_program(setup: Setup) -> lp.Program:
@@ -197,7 +295,9 @@ def build_program(setup: Setup) -> lp.Program:
     program.add_node(
         "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
         market=setup.market, env_kwargs=setup.env_kwargs, eval_every=FLAGS.eval_every,
-        eval_dir=os.path.join(workdir, "eval"), num_cpus=0,
+        eval_dir=os.path.join(workdir, "eval"), best_dir=os.path.join(workdir, "checkpoints", "best"),
+        periods_per_year=setup.periods_per_year, report_test_curve=FLAGS.report_test_curve,
+        num_cpus=0,
     )
     actor_env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
     for actor_id in range(FLAGS.num_actors):
@@ -280,12 +380,15 @@ def run(setup: Setup) -> int:
         log.info("stopping: %s", reason)
         run_s = time.monotonic() - running_since
         launched.stop()
-        final_eval: dict[str, Any] = {}
+        final_validation: dict[str, Any] = {}
+        test: dict[str, Any] = {}
         if not launched.errors:
-            try:
-                final_eval = clients["evaluator"].evaluate()
+            try:  # the final parameters compete on validation, then the best is tested once
+                final_validation = clients["evaluator"].evaluate()
+                test = clients["evaluator"].evaluate_test()
             except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
                 log.error("final evaluation failed: %s", error)
+        best = clients["evaluator"].best() or {}
         # Users of the replay close first (their writers flush), so replay_items is what the
         # replay checkpoint written by its close() holds.
         for label in reversed(launched.labels):
@@ -301,16 +404,29 @@ def run(setup: Setup) -> int:
     actor_labels = [label for label in pids if label.startswith("actor_")]
     steps_by_process = result["env_steps_by_process"]
     learner_steps = max(result["learner_steps"], restored_step)
-    eval_metrics = {key: final_eval.get(key, result["eval"].get(key)) for key in (
+    test_metrics = {key: test.get(key) for key in (
         "total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe",
-        "annualized_return", "sortino", "turnover", "hit_rate", "learner_steps")}
+        "annualized_return", "sortino", "turnover", "hit_rate", "learner_steps", "num_markets",
+        "sharpe_by_market", "periods_per_year", "annualization", "selected_by")}
+    validation = {
+        "best_sharpe": best.get("sharpe"), "learner_steps": best.get("learner_steps"),
+        "best_total_return": best.get("total_return"),
+        "buy_and_hold_sharpe": best.get("buy_and_hold_sharpe"),
+        "final_sharpe": final_validation.get("sharpe", result["eval"].get("sharpe")),
+        "evaluations": final_validation.get("evaluations", result["eval"].get("evaluations")),
+    }
     summary = {
         "launch_type": launched.launch_type,
         "agent": FLAGS.agent,
+        "agent_preset": FLAGS.agent_preset,
         "agent_config": dataclasses.asdict(setup.config),
         "num_actors": FLAGS.num_actors,
         "envs_per_actor": FLAGS.envs_per_actor,
-        "data": setup.train_source.split("[")[0],
+        "data": FLAGS.data,
+        "market": dataclasses.asdict(setup.market),
+        "env": {key: list(value) if isinstance(value, tuple) else value
+                for key, value in setup.env_kwargs.items()},
+        "annualization": setup.annualization,
         "stop_reason": reason,
         "env_steps": result["env_steps"],
         "learner_steps": learner_steps,
@@ -328,7 +444,9 @@ def run(setup: Setup) -> int:
         "node_pids": pids,
         "param_syncs": result["param_syncs"],
         "mean_param_lag": result["mean_param_lag"],
-        "eval": eval_metrics,
+        "validation": validation,
+        "test": test_metrics,
+        "eval": test_metrics,  # the test result, under its older name
         "errors": [str(error) for error in errors],
         "workdir": workdir,
     }
@@ -338,8 +456,12 @@ def run(setup: Setup) -> int:
         print(f"ERROR {error}", file=sys.stderr)
     print(progress.final_report(summary), flush=True)
     if errors:
-        print(f"the run stopped on an error; to continue from its last checkpoint: "
-              f"python launch/apex.py --restore --workdir={workdir} (and the same flags)", file=sys.stderr)
+        from launch import checkpoints
+
+        if checkpoints.checkpoint_steps(os.path.join(workdir, "checkpoints", "learner")):
+            print(f"the run stopped on an error; once its cause is fixed, to continue from its "
+                  f"last checkpoint: python launch/apex.py --restore --workdir={workdir} (and the "
+                  "same flags)", file=sys.stderr)
         return 1
     if reason.startswith("interrupted"):
         return 130 if "SIGINT" in reason else 143

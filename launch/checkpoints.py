@@ -1,4 +1,5 @@
-"""Learner checkpoints: the learner's `save()` pytree as flax msgpack bytes, one file per step.
+"""Learner checkpoints: the learner's `save()` pytree as flax msgpack bytes, one file per step;
+and the parameters kept by model selection (the best validation Sharpe so far).
 
 Files are `<dir>/learner_<step>.msgpack`, written atomically (temporary file, then rename);
 the newest `keep` are kept. Restoring needs a template pytree of the same structure (a fresh
@@ -48,3 +49,48 @@ def load_latest(directory: str, template: Any) -> tuple[int, Any]:
             return steps[-1], serialization.from_bytes(template, file.read())
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: does not match this learner's state: {error}") from None
+
+
+# ----------------------------------------------------------------------------- best params
+
+BEST_PARAMS = "params.msgpack"
+BEST_METADATA = "best.json"
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
+def save_best(directory: str, params: Any, metadata: dict) -> None:
+    """Keeps `params` (flax msgpack) and `metadata` (JSON) as the best so far in `directory`;
+    the parameters are written before the metadata that points at them."""
+    import json
+
+    from flax import serialization
+
+    os.makedirs(directory, exist_ok=True)
+    _write_atomically(os.path.join(directory, BEST_PARAMS), serialization.to_bytes(params))
+    _write_atomically(os.path.join(directory, BEST_METADATA),
+                      json.dumps(metadata, indent=2).encode())
+
+
+def load_best_metadata(directory: str) -> dict | None:
+    """best.json's contents, or None when no parameters were kept yet."""
+    import json
+
+    path = os.path.join(directory, BEST_METADATA)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def load_best_params(directory: str) -> Any:
+    """The kept parameters, as nested dicts of arrays (what flax's apply takes)."""
+    from flax import serialization
+
+    with open(os.path.join(directory, BEST_PARAMS), "rb") as file:
+        return serialization.msgpack_restore(file.read())

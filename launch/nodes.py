@@ -7,7 +7,6 @@ constructor arguments (the objects themselves under local_mt, Ray clients otherw
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from agents import core
+from environments import MarketSource
 from launch import checkpoints
 from launch.program import node_host
 
@@ -33,34 +33,11 @@ def get_builder(agent: str) -> Any:
     return AGENTS[agent]
 
 
-@dataclasses.dataclass(frozen=True)
-class MarketSource:
-    """Where the market comes from; each node loads it (same seed or file, same bars).
-
-    Nodes get this small description rather than the arrays: Ray would otherwise put the
-    arrays in its object store as constructor arguments of restartable actors. A CSV path
-    must be readable where the nodes run (like the workdir).
-    """
-
-    data: str  # "synthetic", "synthetic:<kind>" or a CSV path
-    date_format: str | None = None
-    synthetic_steps: int = 4096
-    seed: int = 0
-    train_fraction: float = 0.8
-
-    def load(self) -> Any:
-        from environments import load_csv, synthetic_market
-
-        if self.data == "synthetic" or self.data.startswith("synthetic:"):
-            kind = self.data.partition(":")[2] or "ou"
-            return synthetic_market(kind=kind, num_steps=self.synthetic_steps, seed=self.seed)
-        if not os.path.isfile(self.data):
-            raise FileNotFoundError("no such file (expected 'synthetic[:kind]' or a CSV path)")
-        return load_csv(self.data, date_format=self.date_format)
-
-    def split(self) -> tuple[Any, Any]:
-        """(train, test): the chronological split of the market."""
-        return self.load().split(self.train_fraction)
+def actor_seed(seed: int, actor_id: int, incarnation: int) -> int:
+    """The seed of actor `actor_id`'s exploration and episodes in its `incarnation`-th process
+    (0 first, 1 after a restart, ...): distinct for every (run seed, actor, incarnation)."""
+    entropy = [int(seed) % 2**32, int(actor_id), int(incarnation)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % 2**31)
 
 
 class VariableSourceClient(core.VariableSource):
@@ -202,10 +179,13 @@ class LearnerNode:
 
 
 class ActorNode:
-    """One actor: a TradingVectorEnv on the train split stepped by the builder's actor.
+    """One actor: a TradingVectorEnv on the training markets stepped by the builder's actor.
 
-    Logs its env steps under its node label and process id, so steps of a restarted process
-    are told apart from those of the one it replaced.
+    Its seed (exploration and episode starts) comes from the run seed, its actor id and its
+    incarnation (how many processes of this actor the recorder has seen start), so actors draw
+    different random numbers and a restarted actor does not repeat its predecessor's. Logs its
+    env steps under its node label and process id, so steps of a restarted process are told
+    apart from those of the one it replaced.
     """
 
     def __init__(
@@ -231,20 +211,23 @@ class ActorNode:
         self._learner = learner
         self._recorder = recorder
         self._stop = threading.Event()
-        train, _ = market.split()
-        self._env = TradingVectorEnv(train, num_envs=envs_per_actor, mode="train", **env_kwargs)
+        self.incarnation = int(recorder.register(self._label))
+        self.seed = actor_seed(seed, actor_id, self.incarnation)
+        self._env = TradingVectorEnv(list(market.split("train")), num_envs=envs_per_actor,
+                                     mode="train", **env_kwargs)
         self._variable_source = VariableSourceClient(learner)
         self._actor = builder.make_actor(
-            config, spec, self._variable_source, replay.address(), actor_id, num_actors, seed
+            config, spec, self._variable_source, replay.address(), actor_id, num_actors, self.seed
         )
         self._loop = EnvironmentLoop(
             self._env, self._actor, label=self._label, should_stop=self._stop, logger=self._log,
-            log_every_s=LOG_EVERY_S, seed=seed + 1000 * actor_id,
+            log_every_s=LOG_EVERY_S, seed=self.seed,
         )
 
     def _log(self, metrics: Mapping[str, Any]) -> None:
         record = dict(metrics)
         record["pid"] = os.getpid()
+        record["incarnation"] = self.incarnation
         record["param_syncs"] = self._variable_source.param_syncs
         version = record.get(f"{self._label}/param_version")
         if version is not None:
@@ -267,10 +250,16 @@ class ActorNode:
 
 
 class EvaluatorNode:
-    """Runs the greedy policy over the test split every `eval_every` learner steps.
+    """Model selection on validation data, and one final evaluation on test data.
 
-    Logs the trading metrics with buy-and-hold and flat on the same split, and writes
-    `eval/equity_<step>.png`.
+    Every `eval_every` learner steps it runs the greedy policy over the validation markets
+    (one batched policy call per bar for all of them) and logs the median trading metrics
+    with buy-and-hold and flat on the same markets. The parameters with the best validation
+    Sharpe so far are kept in `best_dir` (`params.msgpack` and `best.json`, written
+    atomically; read back on --restore). `evaluate_test` evaluates those parameters once on
+    the test markets: no test figure is computed before it, unless `report_test_curve` asks
+    for test metrics beside each validation evaluation, for plots only (they are logged under
+    `evaluator/test_*` and never read by the selection).
     """
 
     def __init__(
@@ -284,21 +273,30 @@ class EvaluatorNode:
         env_kwargs: Mapping[str, Any],
         eval_every: int,
         eval_dir: str,
+        best_dir: str,
+        periods_per_year: float | None = None,
+        report_test_curve: bool = False,
         poll_s: float = 1.0,
     ):
         from environments import TradingEnv
 
         self._policy = get_builder(agent).make_eval_policy(config, spec)
-        _, test = market.split()
-        self._env = TradingEnv(test, mode="eval", **env_kwargs)
+        self._envs = {part: [TradingEnv(m, mode="eval", **env_kwargs) for m in market.split(part)]
+                      for part in ("validation", "test")}
         self._learner = learner
         self._recorder = recorder
         self._eval_every = eval_every
         self._eval_dir = eval_dir
+        self._best_dir = best_dir
+        self._periods_per_year = periods_per_year
+        self._report_test_curve = report_test_curve
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one evaluation at a time (run loop or final)
+        self._baselines: dict[str, dict[str, Any]] = {}  # part -> reference metrics
         self._last: dict[str, Any] | None = None
+        self._best = checkpoints.load_best_metadata(best_dir)  # None, or best.json's contents
+        self._evaluations = 0
 
     def run(self) -> None:
         next_step = None
@@ -311,35 +309,90 @@ class EvaluatorNode:
                 self.evaluate()
                 next_step = (version // self._eval_every + 1) * self._eval_every
 
-    def evaluate(self) -> dict[str, Any]:
-        """Evaluates the learner's newest parameters (unless they were evaluated already)."""
-        from environments.metrics import evaluate_with_baselines
+    def best(self) -> dict[str, Any] | None:
+        """best.json: learner_steps and validation metrics of the kept parameters."""
+        return None if self._best is None else dict(self._best)
 
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluates the learner's newest parameters on validation (unless done already) and
+        keeps them if their validation Sharpe is the best so far."""
         with self._lock:
             params, version = self._learner.get_variables(["params", "version"])
             version = int(version)
             if self._last is not None and self._last["learner_steps"] == version:
                 return self._last
-
-            def act(obs: np.ndarray) -> int:
-                return int(np.asarray(self._policy(params, obs[None]))[0])  # obs [window, F + 1]
-
-            start = time.monotonic()
-            path = os.path.join(self._eval_dir, f"equity_{version}.png")
-            results = evaluate_with_baselines(self._env, act, plot_path=path)
-            agent, hold = results["agent"], results["buy_and_hold"]
-            record = {name: agent[name] for name in (
-                "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
-                "turnover", "hit_rate")}
-            record.update(
-                buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
-                buy_and_hold_max_drawdown=hold["max_drawdown"],
-                flat_return=results["flat"]["total_return"], learner_steps=version,
-                eval_s=time.monotonic() - start, equity_plot=path,
-            )
+            path = os.path.join(self._eval_dir, f"validation_equity_{version}.png")
+            record = self._evaluate(params, "validation", path)
+            record["learner_steps"] = version
+            self._evaluations += 1
+            if self._best is None or record["sharpe"] > self._best["sharpe"]:
+                self._best = {key: record[key] for key in (
+                    "learner_steps", "sharpe", "total_return", "max_drawdown",
+                    "buy_and_hold_sharpe", "num_markets")}
+                checkpoints.save_best(self._best_dir, params, self._best)
+            record.update(best_sharpe=self._best["sharpe"],
+                          best_learner_steps=self._best["learner_steps"],
+                          evaluations=self._evaluations)
+            if self._report_test_curve:  # reported only; nothing reads it back
+                test = self._evaluate(params, "test", None)
+                record.update({f"test_{key}": test[key] for key in (
+                    "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")})
             self._recorder.write("evaluator", record, step=version)
             self._last = record
             return record
+
+    def evaluate_test(self) -> dict[str, Any]:
+        """Evaluates the kept (best validation) parameters once on the test markets; the
+        newest parameters when no validation evaluation was made."""
+        with self._lock:
+            if self._best is not None:
+                params = checkpoints.load_best_params(self._best_dir)
+                step, selected_by = self._best["learner_steps"], "best validation sharpe"
+            else:
+                params, step = self._learner.get_variables(["params", "version"])
+                step, selected_by = int(step), "newest (no validation evaluation)"
+            record = self._evaluate(params, "test", os.path.join(self._eval_dir, "test_equity.png"))
+            record.update(learner_steps=step, selected_by=selected_by)
+            self._recorder.write("test", record, step=step)
+            return record
+
+    def _evaluate(self, params: Any, part: str, plot_path: str | None) -> dict[str, Any]:
+        from environments import median_metrics, run_episodes
+        from environments.metrics import buy_and_hold, flat, plot_equity
+
+        envs = self._envs[part]
+        start = time.monotonic()
+
+        def act(observations: np.ndarray) -> np.ndarray:  # [M, window, F + 1] -> [M]
+            return np.asarray(self._policy(params, observations))
+
+        results = run_episodes(envs, act, periods_per_year=self._periods_per_year)
+        if part not in self._baselines:  # the same for every evaluation
+            holds = [buy_and_hold(env, self._periods_per_year) for env in envs]
+            flats = [flat(env, self._periods_per_year) for env in envs]
+            self._baselines[part] = {"buy_and_hold": holds, "flat": flats}
+        baselines = self._baselines[part]
+        agent, hold = median_metrics(results), median_metrics(baselines["buy_and_hold"])
+        record = {name: agent[name] for name in (
+            "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
+            "turnover", "hit_rate")}
+        record.update(
+            buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
+            buy_and_hold_max_drawdown=hold["max_drawdown"],
+            flat_return=median_metrics(baselines["flat"])["total_return"],
+            num_markets=len(envs), sharpe_by_market=[r["sharpe"] for r in results],
+            periods_per_year=results[0]["periods_per_year"],
+            annualization=results[0]["annualization"], eval_s=time.monotonic() - start,
+        )
+        if plot_path is not None:
+            curves = {"agent": results[0]["portfolio_values"],
+                      "buy_and_hold": baselines["buy_and_hold"][0]["portfolio_values"],
+                      "flat": baselines["flat"][0]["portfolio_values"]}
+            suffix = f" (market 1 of {len(envs)})" if len(envs) > 1 else ""
+            plot_equity(plot_path, curves, timestamps=results[0]["timestamps"],
+                        title=f"{part.capitalize()} equity on {envs[0].market.source}{suffix}")
+            record["equity_plot"] = plot_path
+        return record
 
     def stop(self) -> None:
         self._stop.set()

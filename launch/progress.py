@@ -20,7 +20,8 @@ def _format(value: float | None, digits: int = 1) -> str:
 
 
 class ProgressLine:
-    """learner step, env steps, env steps/s, learner steps/s, replay size, param lag, eval Sharpe."""
+    """learner step, env steps, env steps/s, learner steps/s, replay size, param lag, validation
+    Sharpe (last and best)."""
 
     def __init__(self, max_seconds: float):
         self._max_seconds = max_seconds
@@ -54,8 +55,9 @@ class ProgressLine:
             f"[{elapsed:5.0f}{limit} s] learner step {learner_steps:,} "
             f"({learner_rate:,.1f}/s) | env steps {env_steps:,} ({env_rate:,.0f}/s) | "
             f"replay {totals.get('replay_items', 0):,} | param lag "
-            f"{_format(totals.get('mean_param_lag'))} | eval sharpe "
-            f"{_format(totals['eval'].get('sharpe'), 2)}"
+            f"{_format(totals.get('mean_param_lag'))} | validation sharpe "
+            f"{_format(totals['eval'].get('sharpe'), 2)} (best "
+            f"{_format(totals['eval'].get('best_sharpe'), 2)})"
         )
         if self._live is not None:
             self._live.update(Text(line))
@@ -65,16 +67,21 @@ class ProgressLine:
 
 
 def final_report(summary: dict[str, Any]) -> str:
-    ev = summary["eval"]
+    ev, validation = summary["test"], summary["validation"]
+    markets = ev.get("num_markets") or 1
+    where = f"the median of {markets} test markets" if markets > 1 else "the test split"
     return "\n".join([
         f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
         f"[{summary['launch_type']}, {summary['num_actors']} actors]",
         f"  learner steps {summary['learner_steps']:,} ({summary['learner_steps_per_s']:.1f}/s), "
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
         f"replay items {summary['replay_items']:,}, actor restarts {summary['actor_restarts']}",
-        f"  eval on the test split: total return {_format(ev.get('total_return'), 4)}, sharpe "
+        f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
+        f"sharpe {_format(validation.get('best_sharpe'), 2)})",
+        f"  test ({where}, once): total return {_format(ev.get('total_return'), 4)}, sharpe "
         f"{_format(ev.get('sharpe'), 2)}, max drawdown {_format(ev.get('max_drawdown'), 4)} "
         f"(buy and hold: return {_format(ev.get('buy_and_hold_return'), 4)}, sharpe "
         f"{_format(ev.get('buy_and_hold_sharpe'), 2)})",
+        f"  annualization: {summary.get('annualization')}",
         f"  results: {summary['workdir']} (summary.json, metrics.jsonl, tensorboard/, eval/, checkpoints/)",
     ])

@@ -31,7 +31,15 @@ class Recorder:
         self._latest: dict[tuple[str, int | None], dict[str, Any]] = {}
         self._writes: dict[str, int] = {}
         self._sums: dict[str, list[float]] = {}  # key -> [sum, count] over the whole run
+        self._registered: dict[str, int] = {}
         self._closed = False
+
+    def register(self, label: str) -> int:
+        """Counts a process of node `label` starting: 0 for the first, 1 after a restart, ..."""
+        with self._lock:
+            incarnation = self._registered.get(label, 0)
+            self._registered[label] = incarnation + 1
+            return incarnation
 
     def write(self, node: str, record: Mapping[str, Any], step: int | None = None) -> None:
         """Logs one record of `node` (plain names get the `node/` prefix).

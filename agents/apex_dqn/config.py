@@ -1,6 +1,7 @@
-"""Every hyper-parameter of the Ape-X DQN agent, with the paper's defaults."""
+"""Every hyper-parameter of the Ape-X DQN agent, with the paper's defaults, and named presets."""
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass
@@ -8,7 +9,8 @@ class ApexDQNConfig:
     """Ape-X DQN settings.
 
     Defaults from Horgan et al. 2018, "Distributed Prioritized Experience Replay" (Ape-X),
-    Appendix C, unless the comment names another source.
+    Appendix C, unless the comment names another source. Every value is checked when the
+    config is made: a bad one raises ValueError naming the setting, the value and the range.
     """
 
     # Returns and targets.
@@ -44,3 +46,62 @@ class ApexDQNConfig:
 
     # Network.
     hidden_sizes: tuple[int, ...] = (512, 512)  # ours: MLP torso + dueling heads of 512 (Ape-X's head width).
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in _RANGES:
+                check, expected = _RANGES[field.name]
+                if not check(value):
+                    raise ValueError(f"apex_dqn config: {field.name}={value!r}: expected {expected}")
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_RANGES = {
+    "n_step": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "discount": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "target_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "huber_delta": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "reward_scale": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "priority_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "importance_sampling_exponent": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "priority_epsilon": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "max_replay_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "min_replay_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (and <= max_replay_size)"),
+    "samples_per_insert": (lambda v: v is None or (_number(v) and v > 0), "None or a number > 0"),
+    "replay_table_name": (lambda v: isinstance(v, str) and v != "", "a non-empty name"),
+    "batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "adam_eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "max_gradient_norm": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "prefetch_batches": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "epsilon_base": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "epsilon_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "hidden_sizes": (lambda v: isinstance(v, tuple) and len(v) >= 1
+                     and all(_integer(size) and size >= 1 for size in v),
+                     "a non-empty tuple of integers >= 1, e.g. (64, 64)"),
+}
+
+
+# Named settings, applied on top of the paper's defaults (ApexDQNConfig()).
+PRESETS = {
+    # Ape-X as published: sized for hundreds of actors and a GPU learner (a 2M replay, learning
+    # from 50k items, 512x512 layers, batches of 512). Use it on a GPU machine with many actors.
+    "apex_paper": {},
+    # Learns a synthetic market within minutes on 2 CPU cores (launch/apex.py's default):
+    # rewards of ~1e-2 per step scaled to ~1, a short horizon, a small network that updates
+    # fast on a CPU, and learning from 2k items.
+    "small": dict(
+        reward_scale=100.0, discount=0.8, hidden_sizes=(32, 32), batch_size=128,
+        learning_rate=3e-4, target_update_period=500, min_replay_size=2000,
+        max_replay_size=100_000,
+    ),
+}

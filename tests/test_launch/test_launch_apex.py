@@ -30,7 +30,7 @@ TINY = [
 SUMMARY_KEYS = {
     "launch_type", "num_actors", "env_steps", "learner_steps", "wall_s", "env_steps_per_s",
     "learner_steps_per_s", "replay_items", "actor_pids", "param_syncs", "mean_param_lag",
-    "eval", "actor_restarts",
+    "eval", "actor_restarts", "validation", "test", "annualization", "env", "market",
 }
 EVAL_KEYS = {"total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe"}
 
@@ -111,11 +111,20 @@ def test_local_mt_end_to_end(mt_run):
     assert summary["env_steps"] > 0 and summary["param_syncs"] > 0 and summary["replay_items"] > 0
     assert summary["errors"] == [] and summary["actor_restarts"] == 0
     assert_finite_eval(summary)
-    assert summary["eval"]["learner_steps"] == 20  # the final evaluation used the final params
-    nodes = {record["node"] for record in read_metrics(workdir)}
+    # The final parameters were evaluated on validation; the best validation step was tested.
+    records = read_metrics(workdir)
+    validation = {r["evaluator/learner_steps"]: r["evaluator/sharpe"] for r in records
+                  if r["node"] == "evaluator"}
+    assert 20 in validation
+    best_step = max(validation, key=validation.get)
+    assert summary["validation"]["learner_steps"] == best_step == summary["test"]["learner_steps"]
+    assert summary["validation"]["best_sharpe"] == validation[best_step]
+    assert summary["eval"] == summary["test"] and summary["test"]["num_markets"] == 8
+    assert [r["node"] for r in records].count("test") == 1  # tested once, at the end
+    nodes = {record["node"] for record in records}
     assert {"learner", "actor_0", "actor_1", "evaluator"} <= nodes
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(workdir, "tensorboard")))
-    assert "equity_20.png" in os.listdir(os.path.join(workdir, "eval"))
+    assert {"validation_equity_20.png", "test_equity.png"} <= set(os.listdir(os.path.join(workdir, "eval")))
     assert "learner_20.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
     assert workdir in result.stdout  # it says where its results are
 
@@ -143,6 +152,15 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     ("--lp_launch_type=threads", "--lp_launch_type"),
     ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
     ("--lp_launch_type=ray", "needs --ray_address"),
+    ("--agent_config=batch_size=abc", "--agent_config: batch_size='abc': expected int"),
+    ("--agent_config=discount=1.5", "discount=1.5: expected a number in (0, 1]"),
+    ("--agent_config=hidden_sizes=(64,x)", "hidden_sizes='(64,x)': expected a tuple of int"),
+    ("--agent_config=no_such=1", "unknown setting 'no_such'"),
+    ("--agent_preset=huge", "unknown preset 'huge'"),
+    ("--commission_bps=-1", "commission_bps must be a finite number >= 0, got -1.0"),
+    ("--positions=1,1", "positions must be distinct"),
+    ("--positions=long,short", "--positions=long,short: expected numbers"),
+    ("--validation_fraction=0.5", "--train_fraction=0.6 --validation_fraction=0.5"),
 ])
 def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     workdir = tmp_path / "run"
