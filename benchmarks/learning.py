@@ -1,12 +1,15 @@
-"""Does the agent learn? Train with `launch/apex.py` (local_mp, 2 actors) for a wall-clock
-budget per seed, then evaluate the final greedy policy on the test split next to buy-and-hold,
-a uniformly random policy and (on the OU market) a mean-reversion rule that knows the
-generator's parameters. Saves a learning curve and the equity curves as PNGs.
+"""Does the agent learn? Train with `launch/apex.py` at its defaults (local_mp, 2 actors, the
+small preset) for each seed; the run selects its parameters on validation and tests them
+once. Next to that test result, on the same test markets: buy-and-hold, a uniformly random
+policy and (on the OU process) a mean-reversion rule that knows the generator's parameters.
+Every figure is the median over the test markets of a seed; the verdicts use the medians
+over seeds. Saves validation/test learning curves and equity curves as PNGs.
 
-    python benchmarks/learning.py                  # OU market, seeds 0 1 2, 300 s each
+    python benchmarks/learning.py                  # OU process, seeds 0-4, apex.py's defaults
     python benchmarks/learning.py --data=../shared/data/STOCKS_GOOGL.csv --seeds=0
 
-The defaults use the small-machine settings of benchmarks/runs.py.
+Test curves come from --report_test_curve (logged for the plots only; the run's selection
+reads validation alone).
 """
 
 from __future__ import annotations
@@ -24,39 +27,43 @@ from benchmarks import runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "synthetic:ou", "Market: synthetic:ou or an OHLCV CSV path (apex.py's --data).")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; on a synthetic market each seed is also its market.")
-flags.DEFINE_float("seconds", 300.0, "Wall-clock training budget of each run (apex.py's --max_seconds).")
-flags.DEFINE_integer("num_actors", 2, "Actor processes.")
-flags.DEFINE_integer("window", runs.SMALL_MACHINE_WINDOW, "Bars in one observation (apex.py's --window).")
-flags.DEFINE_integer("eval_every", 250, "Learner steps between evaluations (the learning curve).")
-flags.DEFINE_string("agent_config", runs.SMALL_MACHINE_AGENT_CONFIG,
-                    "apex.py's --agent_config overrides (key=value,...); see benchmarks/runs.py.")
+flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds; on a synthetic process each seed "
+                  "also draws its own train/validation/test paths.")
+flags.DEFINE_float("seconds", 240.0, "Training budget of each run (apex.py's --max_seconds; its default).")
+flags.DEFINE_list("apex_flags", [], "More apex.py flags, e.g. --apex_flags=--num_actors=4,--window=8 "
+                  "(the defaults are apex.py's own).")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/learning_<time>).")
 flags.DEFINE_float("rule_threshold", 0.5, "|z| beyond which the mean-reversion rule takes a position.")
+flags.DEFINE_float("target", 0.8, "Target of the agent's median test Sharpe as a fraction of the rule's.")
 
-PERIODS_PER_YEAR = 252
+METRICS = ("total_return", "sharpe", "max_drawdown")
 
 
-def evaluate(run: runs.Run, seed: int) -> dict[str, dict]:
-    """Final greedy policy and the references, each on a fresh eval env over the test split."""
-    from environments import TradingEnv, buy_and_hold, run_episode
-    from launch.nodes import MarketSource
+def evaluate_references(run: runs.Run, seed: int) -> dict[str, dict]:
+    """Median test metrics of the agent (the run's own test evaluation) and the references,
+    each reference run on a fresh eval env of every test market of the run."""
+    from environments import MarketSource, TradingEnv, median_metrics, run_episode
+    from environments.metrics import buy_and_hold
 
-    _, test = MarketSource(FLAGS.data, seed=seed).split()  # the market the run trained on
-    def fresh_env():
-        return TradingEnv(test, window=FLAGS.window, mode="eval")
+    source = MarketSource(**run.summary["market"])
+    env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
+    periods = run.summary["test"]["periods_per_year"]
 
-    env = fresh_env()
-    agent = run_episode(env, runs.greedy_policy(run, env))
-    results = {
-        "agent": agent,
-        "buy_and_hold": buy_and_hold(fresh_env(), PERIODS_PER_YEAR),
-        "random": run_episode(fresh_env(), runs.random_policy(env.action_space.n, seed)),
+    def fresh_envs():
+        return [TradingEnv(market, mode="eval", **env_kwargs) for market in source.split("test")]
+
+    references = {
+        "buy_and_hold": [buy_and_hold(env, periods) for env in fresh_envs()],
+        "random": [run_episode(env, runs.random_policy(env.action_space.n, seed + i),
+                               periods_per_year=periods) for i, env in enumerate(fresh_envs())],
     }
-    if FLAGS.data.startswith("synthetic:ou") or FLAGS.data == "synthetic":
-        rule_env = fresh_env()
-        results["mean_reversion_rule"] = run_episode(
-            rule_env, runs.mean_reversion_rule(rule_env, FLAGS.rule_threshold))
+    if source.is_synthetic and source.synthetic_kind == "ou":
+        references["mean_reversion_rule"] = [
+            run_episode(env, runs.mean_reversion_rule(env, FLAGS.rule_threshold),
+                        periods_per_year=periods) for env in fresh_envs()]
+    results = {"agent": {key: run.summary["test"][key] for key in METRICS}}
+    results.update({name: median_metrics(per_market) for name, per_market in references.items()})
+    results["_equity"] = {name: per_market[0] for name, per_market in references.items()}
     return results
 
 
@@ -66,30 +73,48 @@ def plot(out: pathlib.Path, seed_runs, seed_results) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve_path = out / "learning_curve.png"
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    from environments import TradingEnv, run_episode
+    from environments import MarketSource
+
+    curve_path = out / "learning_curves.png"
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for seed, run in seed_runs.items():
-        curve = run.eval_curve()
-        top.plot([c[0] for c in curve], [c[2] for c in curve], marker=".", label=f"seed {seed}")
-        returns = run.episode_return_curve()
-        bottom.plot([r[0] for r in returns], [r[1] for r in returns], ".", ms=3, label=f"seed {seed}")
-    top.set_ylabel("eval Sharpe (test split)")
-    top.legend()
-    bottom.set_ylabel("mean training episode return")
-    bottom.set_xlabel("wall-clock seconds")
-    figure.suptitle(f"Ape-X DQN, local_mp, {FLAGS.num_actors} actors, {FLAGS.data}")
+        validation, test = run.eval_curve("sharpe"), run.eval_curve("test_sharpe")
+        line, = top.plot([c[1] for c in validation], [c[2] for c in validation], marker=".",
+                         label=f"seed {seed}")
+        bottom.plot([c[1] for c in test], [c[2] for c in test], marker=".", color=line.get_color(),
+                    label=f"seed {seed}")
+        best = run.summary["validation"]["learner_steps"]
+        if best is not None:
+            top.axvline(best, color=line.get_color(), lw=0.6, ls=":")
+            bottom.axvline(best, color=line.get_color(), lw=0.6, ls=":")
+        rule = seed_results[seed].get("mean_reversion_rule")
+        if rule:
+            bottom.axhline(rule["sharpe"], color=line.get_color(), lw=0.6, ls="--")
+    top.set_ylabel("validation Sharpe (median of markets)")
+    bottom.set_ylabel("test Sharpe (reported only)")
+    bottom.set_xlabel("learner steps (dotted: the step selected on validation; dashed: the rule on test)")
+    top.legend(fontsize=8)
+    figure.suptitle(f"Ape-X DQN, apex.py defaults, {FLAGS.data}")
     figure.tight_layout()
     figure.savefig(curve_path, dpi=100)
     plt.close(figure)
 
     paths = [curve_path]
     for seed, results in seed_results.items():
+        run = seed_runs[seed]
+        source = MarketSource(**run.summary["market"])
+        env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
+        env = TradingEnv(source.split("test")[0], mode="eval", **env_kwargs)
+        agent = run_episode(env, runs.greedy_policy(run, env))
         path = out / f"equity_seed{seed}.png"
         figure, axis = plt.subplots(figsize=(8, 4))
-        for name, result in results.items():
+        axis.plot(agent["timestamps"], agent["portfolio_values"], label="agent", lw=1)
+        for name, result in results["_equity"].items():
             axis.plot(result["timestamps"], result["portfolio_values"], label=name, lw=1)
         axis.set_ylabel("portfolio value")
-        axis.set_title(f"Test split equity, seed {seed} ({FLAGS.data})")
+        axis.set_title(f"Test equity, seed {seed}, first test market ({source.split('test')[0].source})",
+                       fontsize=9)
         axis.legend()
         figure.autofmt_xdate()
         figure.tight_layout()
@@ -106,37 +131,41 @@ def main(argv) -> None:
     out.mkdir(parents=True, exist_ok=True)
     seed_runs, seed_results, rows = {}, {}, []
     for seed in map(int, FLAGS.seeds):
-        flags_ = ["--lp_launch_type=local_mp", f"--num_actors={FLAGS.num_actors}",
-                  f"--data={FLAGS.data}", f"--window={FLAGS.window}", f"--seed={seed}", f"--max_seconds={FLAGS.seconds}",
-                  f"--eval_every={FLAGS.eval_every}"]
-        if FLAGS.agent_config:
-            flags_.append(f"--agent_config={FLAGS.agent_config}")
+        flags_ = [f"--data={FLAGS.data}", f"--seed={seed}", f"--max_seconds={FLAGS.seconds}",
+                  "--report_test_curve", *FLAGS.apex_flags]
         run = runs.run_apex(out / f"seed{seed}", flags_, timeout_s=FLAGS.seconds + 300)
-        results = evaluate(run, seed)
+        results = evaluate_references(run, seed)
         seed_runs[seed], seed_results[seed] = run, results
+        validation = run.summary["validation"]
         for name, result in results.items():
-            rows.append([seed, name, result["total_return"], result["sharpe"],
-                         result["max_drawdown"], run.summary["learner_steps"] if name == "agent" else None])
+            if name.startswith("_"):
+                continue
+            agent = name == "agent"
+            rows.append([seed, name, result["total_return"], result["sharpe"], result["max_drawdown"],
+                         validation["best_sharpe"] if agent else None,
+                         validation["learner_steps"] if agent else None,
+                         run.summary["learner_steps"] if agent else None])
 
-    print(f"\nTest split of {FLAGS.data}, {FLAGS.seconds:g} s of training per seed, "
-          f"{FLAGS.num_actors} actors (local_mp):")
+    markets = next(iter(seed_runs.values())).summary["test"]["num_markets"]
+    print(f"\nTest markets of {FLAGS.data} (median of {markets} per seed), {FLAGS.seconds:g} s of "
+          "training per seed, apex.py defaults; the agent's parameters were selected on validation:")
     table = runs.print_table(["seed", "policy", "total return", "Sharpe", "max drawdown",
-                              "learner steps"], rows)
-    names = list(next(iter(seed_results.values())))
-    metrics = ("total_return", "sharpe", "max_drawdown")
+                              "validation Sharpe", "selected step", "learner steps"], rows)
+    names = [name for name in next(iter(seed_results.values())) if not name.startswith("_")]
     median = {name: {metric: statistics.median(r[name][metric] for r in seed_results.values())
-                     for metric in metrics} for name in names}
+                     for metric in METRICS} for name in names}
     print("\nMedian over seeds:")
     median_table = runs.print_table(["policy", "total return", "Sharpe", "max drawdown"],
                                     [[name, *median[name].values()] for name in names])
     verdicts = []
+    beats = [r["agent"]["sharpe"] > max(r["buy_and_hold"]["sharpe"], r["random"]["sharpe"])
+             for r in seed_results.values()]
+    verdicts.append(f"agent above buy-and-hold and random on every seed: "
+                    f"{'yes' if all(beats) else 'NO'} ({sum(beats)} of {len(beats)})")
     if "mean_reversion_rule" in names:
         agent, rule = median["agent"]["sharpe"], median["mean_reversion_rule"]["sharpe"]
-        best_other = max(median[name]["sharpe"] for name in ("buy_and_hold", "random"))
-        verdicts.append(f"agent / rule Sharpe (medians): {agent / rule:.2f} (target >= 0.70): "
-                        f"{'met' if agent >= 0.7 * rule else 'NOT met'}")
-        verdicts.append("agent above buy-and-hold and random (medians): "
-                        f"{'yes' if agent > best_other else 'NO'}")
+        verdicts.append(f"agent / rule Sharpe (medians over seeds): {agent / rule:.2f} (target >= "
+                        f"{FLAGS.target:.2f}): {'met' if agent >= FLAGS.target * rule else 'NOT met'}")
     for line in verdicts:
         print(line)
     paths = plot(out, seed_runs, seed_results)

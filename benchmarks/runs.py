@@ -26,16 +26,6 @@ OU_MEAN_REVERSION = 0.05
 OU_VOLATILITY = 0.01
 OU_MEAN_PRICE = 100.0
 
-# Settings found to learn the OU market within minutes on 2 cores (Ape-X's paper defaults are
-# sized for hundreds of actors and a GPU learner): rewards of ~1e-2 per step scaled to ~1, a
-# short horizon, a small network that updates fast on a CPU, and a 2-bar window (the price-level
-# feature already looks back 128 bars; 32-bar windows over-fit the ~3.2k training bars).
-SMALL_MACHINE_WINDOW = 2
-SMALL_MACHINE_AGENT_CONFIG = (
-    "reward_scale=100,discount=0.8,hidden_sizes=(32,32),batch_size=128,learning_rate=0.0003,"
-    "target_update_period=500,min_replay_size=2000,max_replay_size=100000")
-
-
 @dataclasses.dataclass
 class Run:
     """What one `launch/apex.py` run left in its workdir."""
@@ -47,10 +37,11 @@ class Run:
     def node_records(self, prefix: str) -> list[dict[str, Any]]:
         return [record for record in self.records if record["node"].startswith(prefix)]
 
-    def eval_curve(self) -> list[tuple[float, int, float]]:
-        """(seconds since the recorder started, learner step, eval Sharpe) of every evaluation."""
-        return [(r["elapsed_s"], int(r["evaluator/learner_steps"]), float(r["evaluator/sharpe"]))
-                for r in self.node_records("evaluator")]
+    def eval_curve(self, key: str = "sharpe") -> list[tuple[float, int, float]]:
+        """(seconds since the recorder started, learner step, validation `key`) of every
+        evaluation; key="test_sharpe" reads the test curve of a --report_test_curve run."""
+        return [(r["elapsed_s"], int(r["evaluator/learner_steps"]), float(r[f"evaluator/{key}"]))
+                for r in self.node_records("evaluator") if f"evaluator/{key}" in r]
 
     def episode_return_curve(self) -> list[tuple[float, float]]:
         """(seconds, mean training episode return) from every actor record that has one."""
@@ -62,7 +53,7 @@ class Run:
         return points
 
     def seconds_to_sharpe(self, threshold: float) -> float | None:
-        """Seconds from the start of the run to the first evaluation at or above `threshold`."""
+        """Seconds from the start of the run to the first validation Sharpe >= `threshold`."""
         for seconds, _, sharpe in self.eval_curve():
             if sharpe >= threshold:
                 return seconds
@@ -94,29 +85,17 @@ def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> R
     return Run(workdir, summary, records)
 
 
-def load_final_params(workdir: pathlib.Path) -> Any:
-    """The learner's parameters from the newest checkpoint of a finished run."""
-    from flax import serialization
-
-    from launch import checkpoints
-
-    directory = pathlib.Path(workdir) / "checkpoints" / "learner"
-    steps = checkpoints.checkpoint_steps(str(directory))
-    if not steps:
-        raise FileNotFoundError(f"no learner checkpoint in {directory}")
-    raw = serialization.msgpack_restore((directory / f"learner_{steps[-1]}.msgpack").read_bytes())
-    return raw["state"]["params"]
-
-
 def greedy_policy(run: Run, env) -> Callable:
-    """policy(obs) -> action of a finished run's final parameters (the agent's eval policy)."""
+    """policy(obs) -> action of the parameters a finished run selected on validation (those
+    its test evaluation used)."""
     from agents.registry import AGENTS
+    from launch import checkpoints
 
     builder = AGENTS[run.summary["agent"]]
     config = builder.make_config(**run.summary["agent_config"])  # as the run resolved it
     spec = builder.make_environment_spec(env)
     policy = builder.make_eval_policy(config, spec)
-    params = load_final_params(run.workdir)
+    params = checkpoints.load_best_params(str(run.workdir / "checkpoints" / "best"))
     return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
 
 
