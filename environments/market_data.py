@@ -197,15 +197,17 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
     Columns (any case, extra columns ignored): a timestamp column named date, time, datetime
     or timestamp (or separate date and time columns, joined); open, high, low, close; volume
     optional. Timestamps in ISO 8601, epoch seconds/ms/us/ns, or a common day/month/year form
-    are recognised; pass `date_format` (a `datetime.strptime` format) otherwise. Nothing is
+    are recognised; pass `date_format` (a `datetime.strptime` format) otherwise. Fields may be
+    separated by ',', ';', a tab or '|' (found from the header row). Nothing is
     dropped or filled: any bad value raises MarketDataError naming the file and the 1-based
     row as it appears in the file (the header is row 1).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MarketDataError(f"{path}: no such file")
+    delimiter = _sniff_text_csv(path)
     with open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
+        reader = csv.reader(file, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             raise MarketDataError(f"{path}: file is empty, expected a header row")
@@ -234,18 +236,22 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
         needed = max(price_index + time_index + ([volume_index] if volume_index is not None
                                                  else []))
         stamps, cells, rows = [], [], []
-        for record in reader:
+        try:
+            records = [(reader.line_num, record) for record in reader]
+        except UnicodeDecodeError:  # past the bytes _sniff_text_csv looked at
+            raise _first_non_utf8_row(path) from None
+        for line_num, record in records:
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue  # blank line (e.g. at the end of the file)
             if len(record) <= needed:
                 raise MarketDataError(
-                    f"{path}: row {reader.line_num} has {len(record)} fields, expected "
+                    f"{path}: row {line_num} has {len(record)} fields, expected "
                     f"{len(header)} as in the header"
                 )
             stamps.append(" ".join(record[i].strip() for i in time_index))
             cells.append([record[i] for i in price_index]
                          + ([record[volume_index]] if volume_index is not None else []))
-            rows.append(reader.line_num)
+            rows.append(line_num)
     row_numbers = np.asarray(rows, dtype=np.int64)
     names = list(PRICE_COLUMNS) + (["volume"] if volume_index is not None else [])
     values = _parse_numbers(cells, names, row_numbers, path)  # [T, 4 or 5]
@@ -258,6 +264,52 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
     market = MarketData(**fields, source=path)
     market.check_min_rows(min_rows, "loading")
     return market
+
+
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _first_non_utf8_row(path: str) -> MarketDataError:
+    with open(path, "rb") as file:
+        for row, line in enumerate(file, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return _not_utf8(path, row, f"byte 0x{line[error.start]:02x}")
+    return MarketDataError(f"{path}: is not UTF-8 text")
+
+
+def _not_utf8(path: str, row: int, what: str) -> MarketDataError:
+    return MarketDataError(f"{path}: row {row}: {what} is not UTF-8 text; save the file as UTF-8 "
+                           "(e.g. from Latin-1: iconv -f latin1 -t utf-8)")
+
+
+def _sniff_text_csv(path: str, probe_bytes: int = 1 << 16) -> str:
+    """The field delimiter of a text CSV, from its header row; MarketDataError for a file that
+    is not UTF-8 text (binary, compressed, or another encoding), naming what it looks like."""
+    with open(path, "rb") as file:
+        head = file.read(probe_bytes)
+    signatures = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive (e.g. .xlsx)",
+                  b"PAR1": "a Parquet file", b"\xd0\xcf\x11\xe0": "an old Excel (.xls) file"}
+    for magic, kind in signatures.items():
+        if head.startswith(magic):
+            raise MarketDataError(f"{path}: is {kind}, not a text CSV file; expected UTF-8 text "
+                                  "with a header row")
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise MarketDataError(f"{path}: holds a NUL byte at byte {nul}: a binary "
+                              "file (or UTF-16 text), not a UTF-8 CSV file")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if len(head) < probe_bytes or error.start < len(head) - 4:  # not a cut character
+            raise _not_utf8(path, head[:error.start].count(b"\n") + 1,
+                            f"byte 0x{head[error.start]:02x} at byte {error.start}") from None
+        text = head[:error.start].decode("utf-8-sig")
+    header = text.splitlines()[0] if text else ""
+    counts = {delimiter: header.count(delimiter) for delimiter in DELIMITERS}
+    best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] > 0 else ","
 
 
 @dataclasses.dataclass

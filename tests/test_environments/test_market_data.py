@@ -150,3 +150,28 @@ def test_googl_csv_loads_and_runs_an_eval_episode():
     first_growth = test.close[33] / test.close[32] - 2e-4
     expected = first_growth * test.close[-1] / test.close[33]
     assert info["portfolio_value"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_semicolon_tab_and_pipe_separated_files_load(tmp_path, separator):
+    text = (HEADER + "".join(GOOD_ROWS)).replace(",", separator)
+    market = load_csv(write(tmp_path, text))
+    np.testing.assert_array_equal(market.close, [10.5, 11.0, 11.2])
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x1f\x8b\x08\x00\x00\x00", "is gzip-compressed, not a text CSV file"),
+    (b"PK\x03\x04\x14\x00", "is a zip archive (e.g. .xlsx), not a text CSV file"),
+    (b"\xf7\x00\x01\x02binary", "holds a NUL byte at byte 1: a binary file"),
+    ((HEADER + GOOD_ROWS[0]).encode() + "2020-01-03,10.5,12,10,11,10.9,200 \u00e9\n".encode("latin-1"),
+     "row 3: byte 0xe9 at byte 109 is not UTF-8 text"),
+    # a bad byte past the first 64 KiB the sniffer reads is still named by its row
+    ((HEADER + GOOD_ROWS[0] * 3000).encode() + b"2020-01-03,10.5,12,10,11,10.9,200\xe9\n",
+     "row 3002: byte 0xe9 is not UTF-8 text"),
+])
+def test_binary_and_non_utf8_files_name_the_file_and_what_they_look_like(tmp_path, data, message):
+    path = tmp_path / "bars.csv"
+    path.write_bytes(data)
+    with pytest.raises(MarketDataError) as error:
+        load_csv(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value), error.value
