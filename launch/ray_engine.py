@@ -11,9 +11,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from launch.program import DEFAULT_NODE_ENV, Launched, NodeError, Program, _resolve
+from launch.engine import DEFAULT_NODE_ENV, Launched, NodeError, resolve
+
+if TYPE_CHECKING:
+    from launch.program import Program
 
 log = logging.getLogger("launch.program")
 
@@ -164,8 +167,8 @@ class RayLaunched(Launched):
             )
             if env:
                 options["runtime_env"] = {"env_vars": env}
-            args = _resolve(node.args, self.clients)
-            kwargs = _resolve(node.kwargs, self.clients)
+            args = resolve(node.args, self.clients)
+            kwargs = resolve(node.kwargs, self.clients)
             actor = remote_class.options(**options).remote(label, node.constructor, args, kwargs)
             self._actors[label] = actor
             self.clients[label] = NodeClient(label, actor)
