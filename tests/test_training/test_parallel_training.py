@@ -1,10 +1,11 @@
 """Ape-X DQN components working together against one real in-process Reverb server.
 
-Actors in threads and in separate processes feed one table; the learner learns from it and
-changes priorities; actors' variable clients follow the learner; one pmapped update on two
-devices equals the single-device update.
+Actors in threads and in separate processes feed one table; the learner, fed a fixed cycle of
+its items, learns and writes priorities back to it; actors' variable clients follow the
+learner; one pmapped update on two devices equals the single-device update.
 """
 
+import itertools
 import multiprocessing
 import os
 import subprocess
@@ -60,9 +61,18 @@ def initial_params(seed: int = 0):
     return builder.make_networks(CONFIG, SPEC).init(jax.random.PRNGKey(seed))
 
 
-def run_actor(address: str, actor_id: int, num_actors: int, num_env_steps: int) -> int:
+class ZeroRewardEnv(testing.CountingEnv):
+    """CountingEnv that pays reward 0: with Q = 0 every TD error is exactly 0."""
+
+    def step(self, action):
+        observation, _, terminated, truncated, info = super().step(action)
+        return observation, 0.0, terminated, truncated, info
+
+
+def run_actor(address: str, actor_id: int, num_actors: int, num_env_steps: int, zero_rewards: bool = False) -> int:
     """One actor (4 envs tagged with its id) collecting into the table; returns items written."""
-    env = testing.make_vector_env(testing.CountingEnv, num_envs=4, episode_length=5, tag=float(actor_id))
+    env_cls = ZeroRewardEnv if zero_rewards else testing.CountingEnv
+    env = testing.make_vector_env(env_cls, num_envs=4, episode_length=5, tag=float(actor_id))
     source = testing.StaticVariableSource({"params": initial_params(), "version": 0})
     actor = builder.make_actor(CONFIG, SPEC, source, address, actor_id, num_actors, seed=actor_id)
     environment_loop.EnvironmentLoop(env, actor, label=f"actor_{actor_id}", seed=actor_id).run(num_env_steps)
@@ -124,44 +134,129 @@ def test_actor_processes_collect_into_one_table(address):
     assert actor_tags(address) == {0, 1}
 
 
-# 2. The learner learns from sampled experience and updates priorities.
+# 2. The learner learns from replayed experience and writes priorities back to the table.
+#
+# Reverb's prioritized sampler cannot be seeded, so a learner that samples for itself sees
+# different batches every run. These tests read every item of the table once, fix an order by
+# content (keys are random), and feed the real learner (pmapped update, priority write-back
+# through a real client) a fixed cycle of batches of them, so the outcome is the same each run.
 
 
-def dataset_td_error(learner, layout, batch) -> float:
-    state = learner.save()["state"]
-    apply = builder.make_networks(CONFIG, SPEC).apply
-    observation, next_observation = layout.observations(batch.data)
-    q = np.asarray(apply(state.params, observation))
-    td = learning.double_q_td_error(
-        q[np.arange(len(q)), batch.data["action"]],
-        batch.data["n_step_return"],
-        batch.data["discount"],
-        apply(state.params, next_observation),
-        apply(state.target_params, next_observation),
-    )
-    return float(np.mean(np.abs(td)))
+def all_items(address: str) -> replay.ReplayBatch:
+    """Every item of the table once, ordered by its data: [N] arrays, N = the table size."""
+    size = table_size(address)
+    batches = replay.sample_batches(address, CONFIG.replay_table_name, batch_size=40 * size)
+    sampled = [next(batches)]
+    # One sample almost surely holds every item (here each has P > 0.017 per draw); more if not.
+    while len(np.unique(np.concatenate([b.keys for b in sampled]))) < size and len(sampled) < 10:
+        sampled.append(next(batches))
+    joined = jax.tree.map(lambda *x: np.concatenate(x), *sampled)
+    _, first = np.unique(joined.keys, return_index=True)
+    assert len(first) == size, f"saw {len(first)} of {size} items in {len(sampled)} samples"
+    data = joined.data
+    columns = [data["observation"], data["next_observation"], data["action"], data["n_step_return"], data["discount"]]
+    by_content = np.lexsort(np.column_stack(columns)[first].T[::-1])
+    return jax.tree.map(lambda x: x[first[by_content]], joined)
 
 
-def test_learner_reduces_td_error_and_changes_priorities(address):
-    run_actor(address, actor_id=0, num_actors=1, num_env_steps=40)  # a fixed dataset of 40 transitions
-    assert table_size(address) == 40
+def fixed_batches(items: replay.ReplayBatch, batch_size: int) -> list[replay.ReplayBatch]:
+    """The items in their fixed order, repeated to fill whole batches (40 items of 16: twice, 5 batches)."""
+    repeats = np.lcm(len(items.keys), batch_size) // len(items.keys)
+    order = np.tile(np.arange(len(items.keys)), repeats).reshape(-1, batch_size)  # [num_batches, batch_size]
+    return [jax.tree.map(lambda x: x[rows], items) for rows in order]
+
+
+def learner_on(address: str, batches: list[replay.ReplayBatch], learning_rate: float, zero_params: bool = False):
+    """The real ApexDQNLearner, fed `batches` in a cycle, with CONFIG except the learning rate.
+
+    Built as builder.make_sgd_step builds it, with the learning rate as an argument: the
+    frozen control needs 0, which a config rightly refuses.
+    """
+    network = builder.make_networks(CONFIG, SPEC)
     layout = builder.make_transition_layout(CONFIG, SPEC)
-    before = next(replay.sample_batches(address, CONFIG.replay_table_name, batch_size=400))
-    learner = builder.make_learner(CONFIG, SPEC, address, seed=0)
-    td_before = dataset_td_error(learner, layout, before)
-    for _ in range(300):
-        metrics = learner.step()
-    learner.flush_priorities()
-    td_after = dataset_td_error(learner, layout, before)
-    assert metrics["learner/steps"] == 300
-    assert td_after < 0.5 * td_before, (td_before, td_after)  # typically about 0.25
+    loss = learning.make_double_q_loss(
+        network.apply, layout, CONFIG.importance_sampling_exponent, CONFIG.huber_delta, learning.DEVICE_AXIS,
+        priority_epsilon=CONFIG.priority_epsilon,
+    )
+    optimizer = learning.make_optimizer(learning_rate, CONFIG.adam_eps, CONFIG.max_gradient_norm)
+    sgd_step = learning.make_sgd_step(loss, optimizer, CONFIG.target_update_period, learning.DEVICE_AXIS)
+    state = learning.init_state(network.init, optimizer, seed=0)
+    if zero_params:
+        zeros = jax.tree.map(np.zeros_like, state.params)
+        state = state._replace(params=zeros, target_params=zeros, opt_state=optimizer.init(zeros))
+    return learning.ApexDQNLearner(
+        sgd_step, state, itertools.cycle(batches), reverb.Client(address), CONFIG.replay_table_name
+    )
+
+
+def td_errors(params, target_params, items: replay.ReplayBatch) -> np.ndarray:
+    """[N] double-Q TD errors of the items under the given online and target params."""
+    apply = builder.make_networks(CONFIG, SPEC).apply
+    observation, next_observation = builder.make_transition_layout(CONFIG, SPEC).observations(items.data)
+    q = np.asarray(apply(params, observation))
+    return np.asarray(learning.double_q_td_error(
+        q[np.arange(len(q)), items.data["action"]],
+        items.data["n_step_return"],
+        items.data["discount"],
+        apply(params, next_observation),
+        apply(target_params, next_observation),
+    ))
+
+
+def mean_abs_td_error(learner, items: replay.ReplayBatch) -> float:
+    state = learner.save()["state"]
+    return float(np.mean(np.abs(td_errors(state.params, state.target_params, items))))
+
+
+def test_learner_reduces_td_error_and_a_frozen_one_does_not(address):
+    run_actor(address, actor_id=0, num_actors=1, num_env_steps=40)  # a fixed dataset of 40 transitions
+    items = all_items(address)
+    assert len(items.keys) == 40
+    batches = fixed_batches(items, CONFIG.batch_size)
+    results = {}
+    for learning_rate in (CONFIG.learning_rate, 0.0):
+        learner = learner_on(address, batches, learning_rate)
+        td_before = mean_abs_td_error(learner, items)
+        for _ in range(300):  # 60 passes over the 40 items
+            metrics = learner.step()
+        learner.close()
+        assert metrics["learner/steps"] == 300
+        results[learning_rate] = (td_before, mean_abs_td_error(learner, items))
+    (td_before, td_after), (frozen_before, frozen_after) = results[CONFIG.learning_rate], results[0.0]
+    assert frozen_before == td_before  # the same start
+    assert frozen_after == pytest.approx(frozen_before, rel=1e-6)  # no learning, no change: 300 steps alone do nothing
+    assert td_after < 0.5 * td_before, (td_before, td_after)
+
+
+def test_learner_writes_priorities_of_its_td_errors_back_to_the_table(address):
+    run_actor(address, actor_id=0, num_actors=1, num_env_steps=40)
+    items = all_items(address)
+    actor_priorities = dict(zip(items.keys.tolist(), items.priorities.tolist()))
+    # Frozen (learning rate 0), so the priorities it writes are those of its initial params.
+    learner = learner_on(address, fixed_batches(items, CONFIG.batch_size), learning_rate=0.0)
+    for _ in range(5):  # one pass: every item once or twice
+        learner.step()
+    learner.close()  # waits for the last write
+    state = learner.save()["state"]
 
     after = next(replay.sample_batches(address, CONFIG.replay_table_name, batch_size=400))
-    priority_before = dict(zip(before.keys.tolist(), before.priorities.tolist()))
-    priority_after = dict(zip(after.keys.tolist(), after.priorities.tolist()))
-    changed = [key for key in priority_after if key in priority_before and priority_after[key] != priority_before[key]]
-    assert len(changed) >= 0.9 * len(priority_after)
+    expected = np.abs(td_errors(state.params, state.target_params, after)) + CONFIG.priority_epsilon
+    np.testing.assert_allclose(after.priorities, expected, rtol=1e-5)
+    # The actor's priorities came from other params (its own init), so every one changed.
+    assert all(p != actor_priorities[k] for k, p in zip(after.keys.tolist(), after.priorities.tolist()))
+
+
+def test_learner_gives_a_zero_td_error_priority_epsilon(address):
+    # Zero rewards and a learner with all-zero params (Q = 0): every TD error is exactly 0.
+    run_actor(address, actor_id=0, num_actors=1, num_env_steps=40, zero_rewards=True)
+    items = all_items(address)
+    assert np.all(items.priorities > CONFIG.priority_epsilon)  # the actor's params give Q != 0
+    learner = learner_on(address, fixed_batches(items, CONFIG.batch_size), learning_rate=0.0, zero_params=True)
+    for _ in range(5):
+        learner.step()
     learner.close()
+    after = next(replay.sample_batches(address, CONFIG.replay_table_name, batch_size=400))
+    np.testing.assert_allclose(after.priorities, CONFIG.priority_epsilon, rtol=1e-6)
 
 
 # 3. Weight synchronization.
