@@ -21,10 +21,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("launch.program")
 
 
-class NodeProcess:
-    """The Ray actor hosting one node: builds it, runs it, serves calls to it."""
+# Ray passes a task argument larger than its inline limit (100 KiB, `max_direct_call_object_size`)
+# through its object store and frees it once the actor is built, so a restart of the actor
+# could not rebuild it (ray-project/ray#53727). A restartable node's arguments above this size
+# (half that limit: a margin for Ray's own framing) are put there by the driver instead, which
+# keeps them for the whole run.
+KEPT_ARGUMENTS_BYTES = 50 * 1024
 
-    def __init__(self, label: str, constructor: Callable[..., Any], args: tuple, kwargs: dict):
+
+class NodeProcess:
+    """The Ray actor hosting one node: builds it, runs it, serves calls to it.
+
+    `arguments` is (constructor, args, kwargs), or [ObjectRef] of it where the driver keeps
+    large arguments in Ray's object store for the run (see KEPT_ARGUMENTS_BYTES).
+    """
+
+    def __init__(self, label: str, arguments: tuple | list):
+        if isinstance(arguments, list):
+            import ray
+
+            arguments = ray.get(arguments[0])
+        constructor, args, kwargs = arguments
         self._label = label
         self._stopping = threading.Event()
         self._obj = constructor(*args, **kwargs)
@@ -57,13 +74,27 @@ class NodeProcess:
 class NodeClient:
     """A node's client in another process: `client.method(...)` is a Ray actor call.
 
-    Picklable (it holds a Ray actor handle), so it can be passed to other nodes, and it keeps
-    working across restarts of the node it names.
+    It is pickled as the node's actor name and looked up by that name on first use, so it
+    can be passed to other nodes, and it keeps working across restarts of the node it names.
+    It does not carry the actor handle: a handle among a restartable node's constructor
+    arguments makes Ray warn, on every run, that the node's restart may fail (ray#53727).
     """
 
-    def __init__(self, label: str, actor: Any):
+    def __init__(self, label: str, actor_name: str, namespace: str, actor: Any = None):
         self.label = label
+        self._actor_name = actor_name
+        self._namespace = namespace
         self._actor = actor
+
+    def __reduce__(self) -> tuple:
+        return NodeClient, (self.label, self._actor_name, self._namespace)
+
+    def _handle(self) -> Any:
+        if self._actor is None:
+            import ray
+
+            self._actor = ray.get_actor(self._actor_name, namespace=self._namespace)
+        return self._actor
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -72,7 +103,7 @@ class NodeClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             import ray
 
-            return ray.get(self._actor.call.remote(method, args, kwargs))
+            return ray.get(self._handle().call.remote(method, args, kwargs))
 
         call.__name__ = method
         return call
@@ -104,6 +135,7 @@ class RayLaunched(Launched):
         self._pids: dict[str, list[int]] = {label: [] for label in self.labels}
         self._pid_refs: dict[str, Any] = {}
         self._restartable = [l for l, n in program.nodes.items() if n.max_restarts != 0]
+        self._kept_arguments: list[Any] = []  # ObjectRefs of large arguments, for restarts.
         try:
             start = time.monotonic()
             self._start_ray(ray_address, code_dir)
@@ -150,6 +182,7 @@ class RayLaunched(Launched):
     def _start_nodes(self, startup_timeout_s: float) -> None:
         ray = self._ray
         remote_class = ray.remote(NodeProcess)
+        namespace = ray.get_runtime_context().namespace
         for label, node in self.program.nodes.items():
             num_gpus = node.num_gpus
             if num_gpus == "auto":
@@ -157,8 +190,9 @@ class RayLaunched(Launched):
             env = dict(node.env_vars)
             if num_gpus:
                 env.setdefault("JAX_PLATFORMS", "")  # let JAX find the accelerator.
+            actor_name = f"{self.program.name}:{label}:{os.getpid()}"
             options: dict[str, Any] = dict(
-                name=f"{self.program.name}:{label}:{os.getpid()}",
+                name=actor_name,
                 num_cpus=node.num_cpus,
                 num_gpus=num_gpus,
                 max_restarts=node.max_restarts,
@@ -167,11 +201,16 @@ class RayLaunched(Launched):
             )
             if env:
                 options["runtime_env"] = {"env_vars": env}
-            args = resolve(node.args, self.clients)
-            kwargs = resolve(node.kwargs, self.clients)
-            actor = remote_class.options(**options).remote(label, node.constructor, args, kwargs)
+            arguments: tuple | list = (
+                node.constructor, resolve(node.args, self.clients), resolve(node.kwargs, self.clients)
+            )
+            if node.max_restarts != 0 and len(ray.cloudpickle.dumps(arguments)) > KEPT_ARGUMENTS_BYTES:
+                kept = ray.put(arguments)
+                self._kept_arguments.append(kept)
+                arguments = [kept]  # nested in a list, so Ray passes the reference itself.
+            actor = remote_class.options(**options).remote(label, arguments)
             self._actors[label] = actor
-            self.clients[label] = NodeClient(label, actor)
+            self.clients[label] = NodeClient(label, actor_name, namespace, actor)
         # Every node is up (its constructor ran) before any run() starts.
         pending = {self._actors[label].pid.remote(): label for label in self.labels}
         has_run = {label: self._actors[label].has_run.remote() for label in self.labels}
@@ -275,6 +314,7 @@ class RayLaunched(Launched):
                 ray.kill(actor, no_restart=True)
         self._actors.clear()
         self.clients.clear()
+        self._kept_arguments.clear()
         ray.shutdown()
 
     def pids(self) -> dict[str, list[int]]:

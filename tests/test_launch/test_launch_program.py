@@ -9,7 +9,7 @@ import ray
 
 import toy_nodes
 from launch import program as lp
-from launch.ray_engine import NodeClient
+from launch.ray_engine import KEPT_ARGUMENTS_BYTES, NodeClient
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -17,15 +17,27 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 ray.cloudpickle.register_pickle_by_value(toy_nodes)
 
 
-def _toy_program(max_steps=None, fail_at_step=None, restartable=True):
+def _with_padding(constructor):
+    """`constructor` with one more keyword argument, `padding`, which it ignores."""
+
+    def build(*args, padding, **kwargs):  # a local function: shipped by value, like toy_nodes.
+        return constructor(*args, **kwargs)
+
+    return build
+
+
+def _toy_program(max_steps=None, fail_at_step=None, restartable=True, worker_0_padding_bytes=0):
     program = lp.Program("toy")
     board = program.add_node("board", toy_nodes.Board, num_cpus=0)
     source = program.add_node("source", toy_nodes.Source, board, max_steps=max_steps, num_cpus=0.5)
     for i in range(2):
+        constructor, padding = toy_nodes.Worker, {}
+        if i == 0 and worker_0_padding_bytes:
+            constructor, padding = _with_padding(constructor), {"padding": bytes(worker_0_padding_bytes)}
         program.add_node(
-            f"worker_{i}", toy_nodes.Worker, f"worker_{i}", source, board,
+            f"worker_{i}", constructor, f"worker_{i}", source, board,
             fail_at_step=fail_at_step if i == 0 else None,
-            max_restarts=-1 if restartable else 0, num_cpus=0.5,
+            max_restarts=-1 if restartable else 0, num_cpus=0.5, **padding,
         )
     return program
 
@@ -95,7 +107,12 @@ def test_local_mt_limit_from_stop_when_and_node_error_with_traceback():
 
 @pytest.mark.e2e
 def test_local_mp_processes_concurrent_variables_and_actor_restart():
-    launched = _toy_program().launch("local_mp", code_dir=REPO_ROOT)
+    """worker_0 is killed late in its run and restarts. Its constructor arguments (200 KB) are
+    more than Ray inlines, which Ray alone frees once the node is built (ray#53727): the
+    restart shows the driver kept them."""
+    padding_bytes = 200_000
+    assert padding_bytes > 2 * KEPT_ARGUMENTS_BYTES  # also above Ray's 100 KiB inline limit
+    launched = _toy_program(worker_0_padding_bytes=padding_bytes).launch("local_mp", code_dir=REPO_ROOT)
     with launched:
         pids = launched.pids()
         first = {label: p[0] for label, p in pids.items()}
@@ -107,7 +124,10 @@ def test_local_mp_processes_concurrent_variables_and_actor_restart():
         assert _wait_until(lambda: len(board.posts()) == 2 and all(
             p["max_version"] > 0 and p["source_in_run"] for p in board.posts().values()), 30)
 
+        # Late in its run (200 steps, seconds after it was built), when Ray would long have
+        # freed constructor arguments that only it held.
         killed = first["worker_0"]
+        assert _wait_until(lambda: board.posts()[("worker_0", killed)]["steps"] >= 200, 60)
         os.kill(killed, signal.SIGKILL)
         deadline = time.monotonic() + 60
         outcome = launched.wait(
