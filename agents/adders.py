@@ -20,6 +20,7 @@ What one item is lives here (`TransitionLayout`); the table signature is derived
 """
 
 import dataclasses
+import time
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -31,6 +32,8 @@ from agents import core
 from agents.specs import EnvironmentSpec
 
 MAX_CHUNK_LENGTH = 64
+FLUSH_POLL_MS = 500  # a writer waiting for room checks this often that the server still runs
+SERVER_CHECK_S = 5  # how long that check may take before the server counts as gone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +128,8 @@ class NStepAdder(core.Adder):
         chunk_length: int | None = None,
         max_in_flight_items: int | None = None,
     ):
+        self._client = client
+        self._server_gone = False  # found by a writer waiting for room
         self._table = table
         self._layout = layout
         self._num_envs = num_envs
@@ -240,7 +245,24 @@ class NStepAdder(core.Adder):
             self._writers[b].create_item(self._table, float(priorities[b, slot]), item)
         self.items_written += len(items)
         for b in {b for b, _, _ in items}:
-            self._writers[b].flush(block_until_num_items=self._max_in_flight_items)
+            self._wait_for_room(self._writers[b])
+
+    def _wait_for_room(self, writer: Any) -> None:
+        """Blocks while the writer has more than max_in_flight_items pending (e.g. while a
+        rate limiter holds inserts back), checking every FLUSH_POLL_MS that the server is still
+        there: a flush without timeout would wait forever once the server is gone (it is not
+        woken by the server stopping), so the actor could never stop."""
+        while True:
+            try:
+                writer.flush(block_until_num_items=self._max_in_flight_items,
+                             timeout_ms=FLUSH_POLL_MS)
+                return
+            except reverb.errors.DeadlineExceededError:
+                try:
+                    self._client.server_info(timeout=SERVER_CHECK_S)
+                except reverb.errors.DeadlineExceededError:
+                    self._server_gone = True
+                    raise
 
     def _item(self, history: Any, steps_spanned: int, rows_after: int) -> dict[str, Any]:
         """References of one item whose last observation sits `rows_after` rows back."""
@@ -270,11 +292,17 @@ class NStepAdder(core.Adder):
             writer.flush(timeout_ms=timeout_ms)
 
     def close(self, timeout_ms: int = 5000) -> None:
-        """Sends what is left (waiting at most timeout_ms per writer) and closes the writers."""
+        """Sends what is left (waiting at most timeout_ms in all) and closes the writers; what
+        a stopped server or a rate limiter that no longer admits inserts holds back is dropped."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
         try:
-            self.flush(timeout_ms)
+            if self._server_gone:
+                raise reverb.errors.DeadlineExceededError("the server is gone")
+            self._client.server_info(timeout=SERVER_CHECK_S)  # raises if the server is gone
+            for writer in self._writers:
+                writer.flush(timeout_ms=max(1, int(1000 * (deadline - time.monotonic()))))
         except reverb.errors.DeadlineExceededError:
-            pass  # e.g. a rate limiter that no longer admits inserts
+            pass
         for writer in self._writers:
             writer.close()
         self._writers = []

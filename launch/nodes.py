@@ -236,7 +236,12 @@ class ActorNode:
         self._recorder.write(self._label, record, step=record.get(f"{self._label}/env_steps"))
 
     def run(self) -> None:
-        self._loop.run()
+        try:
+            self._loop.run()
+        except Exception:
+            if self._stop.is_set():
+                return  # the replay was closed under a blocked insert: we are stopping.
+            raise
 
     def stop(self) -> None:
         self._stop.set()

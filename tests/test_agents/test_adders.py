@@ -175,3 +175,42 @@ EXPECTED_SIGNATURES = {
 def test_table_signature_is_the_item_written_out_by_hand(server, table):
     info = reverb.Client(f"localhost:{server.port}").server_info()
     assert info[table].signature == EXPECTED_SIGNATURES[table]
+
+
+def test_a_writer_held_back_by_the_rate_limiter_stops_when_the_server_stops():
+    """Without a learner sampling, SampleToInsertRatio holds inserts back, so the adder's
+    write blocks; once the server stops (as the launcher does to unblock nodes), it raises
+    within a few seconds instead of waiting forever, and close() does not wait again."""
+    import threading
+    import time
+
+    table = replay.make_prioritized_table("limited", OBS_LAYOUT, max_size=1000, priority_exponent=1.0,
+                                          min_size_to_sample=10, samples_per_insert=4.0)
+    server = reverb.Server([table])
+    adder = adders.NStepAdder(reverb.Client(f"localhost:{server.port}"), "limited", OBS_LAYOUT,
+                              num_envs=1, discount=DISCOUNT)
+    env = testing.CountingEnv(episode_length=1000)
+    outcome = {}
+
+    def write_forever():
+        try:
+            run_episode(adder, env, actions=[0] * 999)
+        except reverb.errors.DeadlineExceededError as error:
+            outcome["error"] = error
+
+    writer = threading.Thread(target=write_forever, daemon=True)
+    writer.start()
+    deadline, last = time.monotonic() + 60, -1
+    while adder.items_written != last and time.monotonic() < deadline:  # until it stalls
+        last = adder.items_written
+        time.sleep(1.0)
+    assert writer.is_alive()  # held back: 10 items to start sampling + the error buffer
+    assert 10 <= adder.items_written < 100
+    stopped = time.monotonic()
+    server.stop()
+    writer.join(timeout=30)
+    assert not writer.is_alive() and "error" in outcome
+    assert time.monotonic() - stopped < 15
+    started_close = time.monotonic()
+    adder.close()
+    assert time.monotonic() - started_close < 1.0
