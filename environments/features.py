@@ -15,10 +15,12 @@ FEATURE_NAMES = (
     "log_volume_vs_trailing",  # log1p(volume_t) minus its trailing mean (0 without volume)
     "volatility_pct",  # trailing standard deviation of log_return_pct
     "log_close_vs_trailing_mean_pct",  # 100 * (log close_t minus its LEVEL_STEPS trailing mean)
+    "log_close_vs_long_mean_pct",  # 100 * (log close_t minus its LONG_LEVEL_STEPS trailing mean)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
 TRAILING_STEPS = 20  # window of the trailing mean/volatility (about a trading month of days)
 LEVEL_STEPS = 128  # window of the trailing mean the price level is compared with (half a year)
+LONG_LEVEL_STEPS = 512  # the same against a longer trailing mean (two years of daily bars)
 
 
 def _trailing_mean(values: np.ndarray, steps: int) -> np.ndarray:
@@ -45,6 +47,7 @@ def compute_features(market: MarketData) -> np.ndarray:
     volatility = np.sqrt(np.maximum(variance, 0.0))
     log_close = np.log(close)
     level = 100.0 * (log_close - _trailing_mean(log_close, LEVEL_STEPS))
-    features = np.stack([log_return, log_range, location, volume_vs_trailing, volatility, level],
-                        axis=1)
+    long_level = 100.0 * (log_close - _trailing_mean(log_close, LONG_LEVEL_STEPS))
+    features = np.stack([log_return, log_range, location, volume_vs_trailing, volatility, level,
+                         long_level], axis=1)
     return features.astype(np.float32)  # [T, F]

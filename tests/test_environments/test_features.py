@@ -67,3 +67,6 @@ def test_price_level_feature_uses_trailing_window():
     # t = 200: the trailing mean covers bars 73..200 (LEVEL_STEPS = 128 of them).
     np.testing.assert_allclose(features[200, 5], 100 * (log_close[200] - log_close[73:201].mean()),
                                atol=1e-4)
+    # The long level: bars 0..200 until LONG_LEVEL_STEPS = 512 bars exist.
+    np.testing.assert_allclose(features[200, 6], 100 * (log_close[200] - log_close[:201].mean()),
+                               atol=1e-4)
