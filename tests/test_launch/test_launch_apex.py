@@ -5,9 +5,13 @@ local_mt run; the local_mp run is also the one whose actor is killed and which i
 with Ctrl-C), because each Ray start costs several seconds on a 2-core machine.
 """
 
+import contextlib
+import glob
 import json
 import math
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -241,42 +245,95 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-@pytest.mark.e2e
-def test_ray_launch_type_joins_a_running_cluster(tmp_path):
-    port = _free_port()
-    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths are limited
-    head_log = tmp_path / "head.log"
-    with open(head_log, "w") as log:
-        head = subprocess.Popen(
-            ["ray", "start", "--head", f"--port={port}", "--num-cpus=4", "--include-dashboard=false",
-             "--disable-usage-stats", f"--temp-dir={temp_dir}", "--block"],
-            env=_env(), stdout=log, stderr=subprocess.STDOUT,
+# Ray's command line, from this interpreter's environment: `ray` on PATH may belong to another
+# one, or be missing (a venv's python run without activating the venv).
+RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+def pids_mentioning(text):
+    """Processes whose command line contains `text` (e.g. a Ray node's own --temp-dir)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if text in line}
+
+
+@contextlib.contextmanager
+def ray_node(log_path, temp_dir, *flags, env):
+    """A Ray node, `ray start --block --temp-dir=<temp_dir> <flags>`, up once it says so.
+
+    On exit it is stopped with SIGTERM, which must take every process of the node down (its
+    workers too: they have their own process groups, but name the node's temp_dir). After a
+    failure, whatever is left of it is killed, so no test leaves a Ray process behind.
+    """
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*RAY_CLI, "start", f"--temp-dir={temp_dir}", *flags, "--block"], env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    workdir = str(tmp_path / "run")
     try:
         deadline = time.monotonic() + 120
-        while "Ray runtime started" not in head_log.read_text():  # printed once the node is up
-            assert head.poll() is None and time.monotonic() < deadline, head_log.read_text()
+        while "Ray runtime started" not in log_path.read_text():  # printed once the node is up
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.5)
-        result = run_apex("--lp_launch_type=ray", f"--ray_address=127.0.0.1:{port}",
-                          "--max_learner_steps=15", "--max_seconds=180", f"--workdir={workdir}", *TINY)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while (left := pids_mentioning(temp_dir)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not left, f"processes of the Ray node in {temp_dir} outlived it: {sorted(left)}"
+    shutil.rmtree(temp_dir)
+
+
+@pytest.mark.e2e
+def test_ray_launch_type_joins_a_running_cluster(tmp_path):
+    """A head and a second node joined to it, as README's "Launch types" says: Ray's token
+    authentication on (their own token), the program's nodes spread over both."""
+    token_path = tmp_path / "auth_token"
+    token_path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
+    env = _env()
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        env.pop(name, None)
+    env["RAY_AUTH_TOKEN_PATH"] = str(token_path)  # instead of ~/.ray/auth_token
+    node_env = dict(env, RAY_AUTH_MODE="token")  # the driver (apex.py) opts in by itself
+    port = _free_port()
+    workdir = str(tmp_path / "run")
+    # Short folders: Ray's socket paths are limited.
+    head_dir = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
+    second_dir = tempfile.mkdtemp(prefix="rayw", dir="/tmp")
+    # 3 CPUs for the program's 3 one-CPU nodes (learner, 2 actors): 2 of them must run on the
+    # second node.
+    with ray_node(tmp_path / "head.log", head_dir, "--head", f"--port={port}", "--num-cpus=1",
+                  "--include-dashboard=false", "--disable-usage-stats", env=node_env) as head, \
+         ray_node(tmp_path / "second.log", second_dir, f"--address=127.0.0.1:{port}",
+                  "--num-cpus=2", "--disable-usage-stats", env=node_env) as second:
+        result = subprocess.run(
+            [sys.executable, APEX, "--lp_launch_type=ray", f"--ray_address=127.0.0.1:{port}",
+             "--max_learner_steps=15", "--max_seconds=180", f"--workdir={workdir}", *TINY],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         summary = read_summary(workdir)
         assert summary["launch_type"] == "ray" and summary["learner_steps"] == 15
         assert summary["env_steps"] > 0 and summary["errors"] == []
-        node_pids = [pids[0] for pids in summary["node_pids"].values()]
-        assert len(set(node_pids)) == len(node_pids)  # one process per node
-        # The run's own actors are gone; the cluster is still up for others.
-        assert head.poll() is None
+        node_pids = {label: pids[0] for label, pids in summary["node_pids"].items()}
+        assert len(set(node_pids.values())) == len(node_pids)  # one process per node
+        # Ray's worker logs name their process: which nodes ran on the second Ray node.
+        on_second = {label for label, pid in node_pids.items() if glob.glob(
+            os.path.join(second_dir, "session_*", "logs", f"python-core-worker-*_{pid}.log"))}
+        assert len(on_second & {"learner", "actor_0", "actor_1"}) >= 2, (on_second, node_pids)
+        # No actor node holds another's actor handle, so Ray no longer warns about restarts.
+        assert "has constructor arguments in the object store" not in result.stderr
+        # The run's own processes are gone; the cluster is still up for others.
+        assert head.poll() is None and second.poll() is None
         deadline = time.monotonic() + 20
-        while any(map(alive, node_pids)) and time.monotonic() < deadline:
+        while any(map(alive, node_pids.values())) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not any(map(alive, node_pids))
-    finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
-    assert temp_dir not in out  # `ray start --block` took its processes down with it
+        assert not any(map(alive, node_pids.values()))
