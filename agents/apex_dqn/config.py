@@ -72,7 +72,7 @@ _RANGES = {
     "reward_scale": (lambda v: _number(v) and v > 0, "a number > 0"),
     "priority_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "importance_sampling_exponent": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "priority_epsilon": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "priority_epsilon": (lambda v: _number(v) and v > 0, "a number > 0 (0 would never resample a td-0 item)"),
     "max_replay_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "min_replay_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (and <= max_replay_size)"),
     "samples_per_insert": (lambda v: v is None or (_number(v) and v > 0), "None or a number > 0"),
