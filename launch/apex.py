@@ -87,6 +87,8 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Learner checkpoint every this ma
 
 log = logging.getLogger("launch.apex")
 
+STOP_GRACE_S = 3.0  # a node's run() returns within a step (or an evaluation) when nothing blocks it
+
 
 class UsageError(ValueError):
     """A flag value that cannot work; the message names the flag and what was expected."""
@@ -224,7 +226,7 @@ def check_flags() -> Setup:
     from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
     from environments.metrics import infer_periods_per_year
 
-    from launch.nodes import get_builder
+    from agents.registry import get_builder, get_config_module
 
     market = MarketSource(
         FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.synthetic_paths,
@@ -257,15 +259,16 @@ def check_flags() -> Setup:
         annualization = (f"{infer_periods_per_year(splits.test[0].timestamps)[1]} periods per "
                          "year, inferred from the bars (override: --periods_per_year)")
     try:
-        builder = get_builder(FLAGS.agent)
+        agent_config = get_config_module(FLAGS.agent)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    overrides = parse_agent_config(FLAGS.agent_config, builder.Config)
+    overrides = parse_agent_config(FLAGS.agent_config, agent_config.Config)
     try:
-        config = builder.make_config(preset=FLAGS.agent_preset, **overrides)
+        config = agent_config.make_config(preset=FLAGS.agent_preset, **overrides)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--agent_preset={FLAGS.agent_preset} --agent_config="
                          f"{FLAGS.agent_config!r}: {error}") from None
+    builder = get_builder(FLAGS.agent)  # jax, TensorFlow and Reverb load here, after the checks
     spec = builder.make_environment_spec(train_env)
     train_env.close()
     return Setup(builder, config, spec, market, env_kwargs, workdir, periods_per_year,
@@ -379,7 +382,9 @@ def run(setup: Setup) -> int:
             reason = f"limit: max_learner_steps={FLAGS.max_learner_steps}"
         log.info("stopping: %s", reason)
         run_s = time.monotonic() - running_since
-        launched.stop()
+        # Nodes blocked on the replay (a rate-limited insert, a sample that will never come)
+        # after STOP_GRACE_S are unblocked by closing the replay (see Launched.stop).
+        launched.stop(grace_s=STOP_GRACE_S)
         final_validation: dict[str, Any] = {}
         test: dict[str, Any] = {}
         if not launched.errors:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 if TYPE_CHECKING:
@@ -140,12 +141,14 @@ class Launched:
                     return Outcome(reason, [])
                 on_poll()
 
-    def stop(self, grace_s: float = 15.0, timeout_s: float = 60.0) -> None:
+    def stop(self, grace_s: float = 15.0, timeout_s: float = 60.0, unblock_s: float = 10.0) -> None:
         """Asks every node to stop (reverse order of add_node) and waits for its run().
 
         A run() still going after `grace_s` is most likely blocked on a service (a learner
-        waiting for replay data that stopped actors will never insert): the services (nodes
-        without run(), e.g. the replay) are then closed early, which unblocks it.
+        waiting for replay data that stopped actors will never insert, an actor whose insert a
+        rate limiter holds back): the services (nodes without run()) are then closed early,
+        newest first (the replay before the recorder), one at a time, each giving the runs
+        `unblock_s` to return, until they all have.
         """
         if self._stopped:
             return
@@ -156,16 +159,17 @@ class Launched:
                     self._signal_stop(label)
                 except Exception as error:  # a lost node cannot be stopped; say so.
                     log.warning("could not stop node %r: %s", label, error)
+            deadline = time.monotonic() + timeout_s
             running = self._join_runs(grace_s)
+            for label in [l for l in reversed(self.labels) if l not in self._workers]:
+                if not running:
+                    break
+                log.warning("node(s) %s still running after stop(); closing %s to unblock them",
+                            ", ".join(running), label)
+                self._close_once(label, timeout_s)
+                running = self._join_runs(min(unblock_s, max(0.0, deadline - time.monotonic())))
             if running:
-                services = [l for l in reversed(self.labels) if l not in self._workers]
-                log.warning(
-                    "node(s) %s still running %.0f s after stop(); closing %s to unblock them",
-                    ", ".join(running), grace_s, ", ".join(services),
-                )
-                for label in services:
-                    self._close_once(label, timeout_s)
-                running = self._join_runs(max(0.0, timeout_s - grace_s))
+                running = self._join_runs(max(0.0, deadline - time.monotonic()))
             for label in running:
                 self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
 
