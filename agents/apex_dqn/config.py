@@ -98,10 +98,33 @@ PRESETS = {
     "apex_paper": {},
     # Learns a synthetic market within minutes on 2 CPU cores (launch/apex.py's default):
     # rewards of ~1e-2 per step scaled to ~1, a short horizon, a small network that updates
-    # fast on a CPU, and learning from 2k items.
+    # fast on a CPU, learning from 2k items, and ~16 samples per inserted item, so that
+    # actors cannot take the CPU the learner needs (README: "Rate limiting").
     "small": dict(
         reward_scale=100.0, discount=0.8, hidden_sizes=(32, 32), batch_size=128,
         learning_rate=3e-4, target_update_period=500, min_replay_size=2000,
-        max_replay_size=100_000,
+        max_replay_size=100_000, samples_per_insert=16.0,
     ),
 }
+
+
+Config = ApexDQNConfig
+
+
+def make_config(preset: str = "apex_paper", **overrides) -> ApexDQNConfig:
+    """The named preset (PRESETS; "apex_paper" is the dataclass's defaults) with `overrides`
+    applied; an unknown name or a value out of range is a ValueError."""
+    if preset not in PRESETS:
+        raise ValueError(f"apex_dqn config: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    fields = {field.name for field in dataclasses.fields(ApexDQNConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"apex_dqn config: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
+    settings = {**PRESETS[preset], **overrides}
+    if isinstance(settings.get("hidden_sizes"), list):
+        settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
+    config = ApexDQNConfig(**settings)
+    if config.min_replay_size > config.max_replay_size:
+        raise ValueError(f"apex_dqn config: min_replay_size={config.min_replay_size} is above "
+                         f"max_replay_size={config.max_replay_size}")
+    return config
