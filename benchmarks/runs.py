@@ -88,10 +88,10 @@ def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> R
 def greedy_policy(run: Run, env) -> Callable:
     """policy(obs) -> action of the parameters a finished run selected on validation (those
     its test evaluation used)."""
-    from agents.registry import AGENTS
+    from agents.registry import get_builder
     from launch import checkpoints
 
-    builder = AGENTS[run.summary["agent"]]
+    builder = get_builder(run.summary["agent"])
     config = builder.make_config(**run.summary["agent_config"])  # as the run resolved it
     spec = builder.make_environment_spec(env)
     policy = builder.make_eval_policy(config, spec)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from agents import core
+from agents.registry import get_builder
 from environments import MarketSource
 from launch import checkpoints
 from launch.program import node_host
@@ -23,14 +24,6 @@ from launch.program import node_host
 LOG_EVERY_S = 2.0  # seconds between metric records of one node
 
 log = logging.getLogger("launch.nodes")
-
-
-def get_builder(agent: str) -> Any:
-    from agents.registry import AGENTS
-
-    if agent not in AGENTS:
-        raise ValueError(f"--agent={agent!r} is not in agents/registry.py; known: {sorted(AGENTS)}")
-    return AGENTS[agent]
 
 
 def actor_seed(seed: int, actor_id: int, incarnation: int) -> int:

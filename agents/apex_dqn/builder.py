@@ -16,30 +16,11 @@ from agents import core, replay, specs
 from agents.adders import NStepAdder, TransitionLayout
 from agents.apex_dqn import learning, networks
 from agents.apex_dqn.actor import ApexDQNActor, apex_epsilon
-from agents.apex_dqn.config import PRESETS, ApexDQNConfig
+from agents.apex_dqn.config import ApexDQNConfig, make_config  # noqa: F401  (builder API)
 from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the builder's API)
 from agents.variable_client import VariableClient
 
 Config = ApexDQNConfig
-
-
-def make_config(preset: str = "apex_paper", **overrides: Any) -> ApexDQNConfig:
-    """The named preset (config.PRESETS; "apex_paper" is the dataclass's defaults) with
-    `overrides` applied; an unknown name or a value out of range is a ValueError."""
-    if preset not in PRESETS:
-        raise ValueError(f"apex_dqn config: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    fields = {field.name for field in dataclasses.fields(ApexDQNConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"apex_dqn config: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
-    settings = {**PRESETS[preset], **overrides}
-    if isinstance(settings.get("hidden_sizes"), list):
-        settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
-    config = ApexDQNConfig(**settings)
-    if config.min_replay_size > config.max_replay_size:
-        raise ValueError(f"apex_dqn config: min_replay_size={config.min_replay_size} is above "
-                         f"max_replay_size={config.max_replay_size}")
-    return config
 
 
 def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> specs.EnvironmentSpec:
