@@ -216,7 +216,7 @@ def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path
         if process.poll() is None:
             process.kill()
             process.wait()
-            subprocess.run(["ray", "stop", "--force"], capture_output=True)
+            subprocess.run([*RAY_CLI, "stop", "--force"], capture_output=True)  # the run's Ray
     output = log_path.read_text()
     assert returncode == 130, output[-3000:]
     summary = read_summary(workdir)
