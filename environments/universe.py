@@ -3,8 +3,9 @@ split into train / validation / test markets that share no bar and no path.
 
 A synthetic source is a *process*: `synthetic_paths` training paths, `validation_paths` and
 `test_paths` held-out paths, each from its own seed, so more actors bring new experience
-instead of more passes over the same bars. A CSV market is a universe of one market, split
-chronologically per market.
+instead of more passes over the same bars. A CSV file is a universe of one market; a folder
+of CSV files (or a glob pattern) is a universe of one market per file. Every file market is
+split chronologically, each on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import glob
 import os
 
 import numpy as np
@@ -50,14 +52,16 @@ class MarketSource:
     the nodes run (like the workdir). `load()` is cached per process.
     """
 
-    data: str = "synthetic"  # "synthetic" (= synthetic:ou), "synthetic:<kind>" or a CSV path
+    # "synthetic" (= synthetic:ou), "synthetic:<kind>", a CSV path, a folder of CSV files or a
+    # glob pattern ("bars/*.csv"): each file is one market of the universe
+    data: str = "synthetic"
     date_format: str | None = None
     synthetic_steps: int = 4096  # bars of each synthetic path
     synthetic_paths: int = 32  # training paths of a synthetic process
     validation_paths: int = 4
     test_paths: int = 8
     seed: int = 0
-    train_fraction: float = 0.6  # CSV: chronological train / validation / test fractions
+    train_fraction: float = 0.6  # CSV: chronological train / validation / test fractions, per file
     validation_fraction: float = 0.2
 
     @property
@@ -67,6 +71,25 @@ class MarketSource:
     @property
     def synthetic_kind(self) -> str:
         return self.data.partition(":")[2] or "ou"
+
+    def files(self) -> list[str]:
+        """The CSV files of a file source: the file itself, every *.csv of a folder, or the
+        files a glob pattern matches (sorted); FileNotFoundError when there are none."""
+        if os.path.isfile(self.data):
+            return [self.data]
+        if os.path.isdir(self.data):
+            files = sorted(glob.glob(os.path.join(glob.escape(self.data), "*.csv")))
+            what = "no *.csv file in this folder"
+        elif glob.has_magic(self.data):
+            files = sorted(path for path in glob.glob(self.data) if os.path.isfile(path))
+            what = "no file matches this pattern"
+        else:
+            files = []
+            what = ("no such file (expected 'synthetic[:kind]', a CSV path, a folder of CSV "
+                    "files or a glob pattern)")
+        if not files:
+            raise FileNotFoundError(errno.ENOENT, what, self.data)
+        return files
 
     def load(self) -> MarketSplits:
         """The markets of every part (MarketDataError / FileNotFoundError on bad data)."""
@@ -95,9 +118,10 @@ def _load(source: MarketSource) -> MarketSplits:
                     market, source=f"synthetic:{source.synthetic_kind}/{part}/{index}(seed={seed})"))
             parts[part] = tuple(markets)
         return MarketSplits(**parts)
-    if not os.path.isfile(source.data):
-        raise FileNotFoundError(errno.ENOENT, "no such file (expected 'synthetic[:kind]' or a "
-                                "CSV path)", source.data)
-    market = load_csv(source.data, date_format=source.date_format)
-    train, validation, test = market.split(source.train_fraction, source.validation_fraction)
-    return MarketSplits((train,), (validation,), (test,))
+    parts: dict[str, list[MarketData]] = {part: [] for part in PARTS}
+    for path in source.files():
+        market = load_csv(path, date_format=source.date_format)
+        for part, rows in zip(PARTS, market.split(source.train_fraction,
+                                                  source.validation_fraction)):
+            parts[part].append(rows)
+    return MarketSplits(**{part: tuple(markets) for part, markets in parts.items()})

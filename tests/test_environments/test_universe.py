@@ -4,8 +4,8 @@ features computed once on the whole market, and annualization inferred from the 
 import numpy as np
 import pytest
 
-from environments import (MarketSource, TradingEnv, TradingVectorEnv, compute_features,
-                          infer_periods_per_year, synthetic_market)
+from environments import (MarketDataError, MarketSource, TradingEnv, TradingVectorEnv,
+                          compute_features, infer_periods_per_year, synthetic_market)
 from tests.test_environments.conftest import market_from_closes
 
 WINDOW, EPISODE = 4, 10
@@ -135,3 +135,50 @@ def test_periods_per_year_from_the_bar_spacing_and_calendar(step, days, expected
     periods, reason = infer_periods_per_year(stamps)
     assert periods == pytest.approx(expected, rel=1e-3)
     assert kind in reason
+
+
+def write_bars(path, market):
+    with open(path, "w") as file:
+        file.write("date,open,high,low,close,volume\n")
+        for i in range(len(market)):
+            file.write(f"{str(market.timestamps[i])[:10]},{market.open[i]!r},{market.high[i]!r},"
+                       f"{market.low[i]!r},{market.close[i]!r},{market.volume[i]!r}\n")
+
+
+def test_a_folder_of_csv_files_is_a_universe_split_per_file(tmp_path):
+    markets = {name: synthetic_market("gbm", n, seed=seed)
+               for name, n, seed in (("aaa", 500, 1), ("bbb", 1000, 2), ("ccc", 750, 3))}
+    for name, market in markets.items():
+        write_bars(tmp_path / f"{name}.csv", market)
+    (tmp_path / "notes.txt").write_text("not a market")
+    splits = MarketSource(str(tmp_path)).load()
+    assert [len(part) for part in (splits.train, splits.validation, splits.test)] == [3, 3, 3]
+    for i, (name, market) in enumerate(sorted(markets.items())):
+        train, validation, test = splits.train[i], splits.validation[i], splits.test[i]
+        assert train.source.startswith(str(tmp_path / f"{name}.csv"))
+        # each file split on its own, chronologically: 60 / 20 / 20 of its bars, none shared
+        assert len(train) == round(0.6 * len(market))
+        assert train.timestamps[-1] < validation.timestamps[0]
+        assert validation.timestamps[-1] < test.timestamps[0]
+        np.testing.assert_array_equal(
+            np.concatenate([train.close, validation.close, test.close]), market.close)
+    env = TradingVectorEnv(list(splits.train), num_envs=8, window=WINDOW, episode_length=EPISODE)
+    assert len(env.markets) == 3
+
+    picked = MarketSource(str(tmp_path / "[ab]*.csv")).load()
+    assert [m.source.split("[")[0] for m in picked.test] == [str(tmp_path / "aaa.csv"),
+                                                               str(tmp_path / "bbb.csv")]
+
+
+def test_a_folder_with_one_bad_file_fails_naming_that_file_and_row(tmp_path):
+    write_bars(tmp_path / "good.csv", synthetic_market("gbm", 300, seed=1))
+    (tmp_path / "zbad.csv").write_text("date,open,high,low,close\n2020-01-01,1,2,0.5,1.5\n"
+                                       "2020-01-02,1,2,0.5,-3\n")
+    with pytest.raises(MarketDataError, match=r"zbad\.csv: row 3: column 'close' is -3\.0"):
+        MarketSource(str(tmp_path)).load()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no \\*.csv file in this folder"):
+        MarketSource(str(empty)).load()
+    with pytest.raises(FileNotFoundError, match="no file matches this pattern"):
+        MarketSource(str(tmp_path / "*.parquet")).load()
