@@ -5,7 +5,7 @@ Python 3.11 (see BUILD.md). No logic lives here, only the contracts.
 """
 
 import abc
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -85,6 +85,10 @@ class Actor(abc.ABC):
         with wait=True it blocks until the newest parameters are in use.
         """
 
+    def close(self) -> None:
+        """Releases what the actor owns (its adder's writers, its variable client); called
+        once, after the last step. Items it could not send by then may be dropped."""
+
 
 class Learner(VariableSource, Worker, Saveable):
     """Consumes replay data and updates parameters."""
@@ -99,6 +103,10 @@ class Learner(VariableSource, Worker, Saveable):
         while num_steps is None or step < num_steps:
             self.step()
             step += 1
+
+    def close(self) -> None:
+        """Releases what the learner owns (sampling threads, pending priority updates);
+        called once, after the last step and the last `save`."""
 
 
 class Adder(abc.ABC, Generic[T]):
@@ -115,3 +123,40 @@ class Adder(abc.ABC, Generic[T]):
     @abc.abstractmethod
     def reset(self) -> None:
         """Drops partial episodes (e.g. after a restart)."""
+
+
+class AgentBuilder(Protocol):
+    """What an agent package offers the launcher (launch/ knows agents only through this).
+
+    Acme writes the same contract as `ActorLearnerBuilder` (acme/agents/jax/builders.py). Here
+    an agent is a package: `config.py` holds `Config` (a dataclass of every hyper-parameter)
+    and `make_config(preset, **overrides)`, importing nothing heavy, so that flags are
+    checked before jax loads; `builder.py` offers the functions below (re-exporting both).
+    Every function may be called in any node's process; none may rely on state of another.
+    """
+
+    Config: type
+    # Whether the replay tables hold experience worth keeping across a restart (a prioritized
+    # replay: True) or data of one policy only (an on-policy queue: False). True: the replay
+    # node checkpoints its tables and `--restore` reloads them; False: it starts empty.
+    REPLAY_CHECKPOINTED: bool
+
+    def make_config(self, preset: str = ..., **overrides: Any) -> Any:
+        """The named preset with `overrides`; ValueError naming a bad setting or value."""
+
+    def make_environment_spec(self, env: Any) -> Any:
+        """The spec (observation shape and dtype, number of actions) of a (vector) env."""
+
+    def make_replay_tables(self, config: Any, spec: Any) -> list[Any]:
+        """The reverb.Table objects of the replay node (their signatures from the adder)."""
+
+    def make_learner(self, config: Any, spec: Any, replay_address: str, seed: int) -> Learner:
+        """A Learner sampling from the replay at `replay_address` (host:port)."""
+
+    def make_actor(self, config: Any, spec: Any, variable_source: VariableSource,
+                   replay_address: str, actor_id: int, num_actors: int, seed: int) -> Actor:
+        """Actor `actor_id` of `num_actors`, writing to the replay, with parameters from
+        `variable_source`; it has `param_version` (the learner step of its parameters)."""
+
+    def make_eval_policy(self, config: Any, spec: Any) -> Any:
+        """policy(params, observations [B, ...]) -> actions [B]: the greedy policy."""

@@ -1,1 +1,2 @@
-"""Launching the distributed program: nodes, launch types (threads or Ray processes), the Ape-X run."""
+"""Launching the distributed program: nodes, launch types (threads or Ray processes), and
+apex.py, the run of any registered agent."""

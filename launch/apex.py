@@ -1,4 +1,5 @@
-"""Ape-X training on a trading market: `python launch/apex.py --lp_launch_type=local_mp`.
+"""Distributed training on a trading market: `python launch/apex.py --lp_launch_type=local_mp`
+trains Ape-X DQN by default; `--agent=<name>` runs any agent of agents/registry.py.
 
 Builds the program (recorder, replay, learner, evaluator, N actors) from the agent's builder,
 launches it, shows a live progress line, stops at the first limit reached (or on an error,
@@ -52,8 +53,9 @@ flags.DEFINE_string("agent_config", "", "Overrides of the agent's config (on top
 flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp).")
 flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
 flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
-                    "synthetic:regime (a process: distinct train/validation/test paths), or the "
-                    "path of an OHLCV CSV file (split chronologically).")
+                    "synthetic:regime (a process: distinct train/validation/test paths), the "
+                    "path of an OHLCV CSV file, a folder of CSV files or a quoted glob pattern "
+                    "such as 'bars/*.csv' (one market per file; each split chronologically).")
 flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
 flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
 flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
@@ -276,13 +278,14 @@ def check_flags() -> Setup:
 
 
 def build_program(setup: Setup) -> lp.Program:
-    """The Ape-X program: recorder, replay, learner, evaluator, actors (in this order)."""
+    """The program: recorder, replay, learner, evaluator, actors (in this order), each built
+    by the agent's builder (agents.core.AgentBuilder)."""
     from launch import nodes
     from launch.recorder import Recorder
 
     workdir, agent, seed = setup.workdir, FLAGS.agent, FLAGS.seed
     common = dict(agent=agent, config=setup.config, spec=setup.spec)
-    program = lp.Program("apex")
+    program = lp.Program(FLAGS.agent)
     recorder = program.add_node("recorder", Recorder, workdir, num_cpus=0)
     replay = program.add_node(
         "replay", nodes.ReplayNode, **common,

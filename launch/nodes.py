@@ -1,4 +1,4 @@
-"""The nodes of an Ape-X run: replay, learner, actors, evaluator.
+"""The nodes of a distributed actor-learner run: replay, learner, actors, evaluator.
 
 Each node only calls the agent's builder (looked up by name in agents/registry.py) and the
 environments API; none knows how it was launched. Clients of other nodes arrive as
@@ -51,17 +51,22 @@ class VariableSourceClient(core.VariableSource):
 
 
 class ReplayNode:
-    """The Reverb server with the builder's tables; checkpointed into `checkpoint_dir`.
+    """The Reverb server with the builder's tables.
 
-    Reverb's checkpointer loads the newest checkpoint found there when the server starts,
-    which is how --restore brings the replay contents back.
+    When the builder says its replay is worth keeping (`REPLAY_CHECKPOINTED`), the tables are
+    checkpointed into `checkpoint_dir` at close, and Reverb's checkpointer loads the newest
+    checkpoint found there when the server starts, which is how --restore brings the replay
+    contents back. Otherwise (an on-policy queue) the server starts empty and keeps nothing.
     """
 
     def __init__(self, agent: str, config: Any, spec: Any, checkpoint_dir: str):
         import reverb
 
-        tables = get_builder(agent).make_replay_tables(config, spec)
-        checkpointer = reverb.checkpointers.DefaultCheckpointer(path=checkpoint_dir)
+        builder = get_builder(agent)
+        tables = builder.make_replay_tables(config, spec)
+        self._checkpointed = bool(getattr(builder, "REPLAY_CHECKPOINTED", True))
+        checkpointer = (reverb.checkpointers.DefaultCheckpointer(path=checkpoint_dir)
+                        if self._checkpointed else None)
         self._server = reverb.Server(tables, port=None, checkpointer=checkpointer)
         self._client = self._server.localhost_client()
         self._address = f"{node_host()}:{self._server.port}"
@@ -82,7 +87,8 @@ class ReplayNode:
         if self._closed:
             return
         self._final_size = self.size()
-        self._client.checkpoint()
+        if self._checkpointed:
+            self._client.checkpoint()
         self._closed = True
         self._server.stop()
 
@@ -166,9 +172,15 @@ class LearnerNode:
         self._stop.set()
 
     def close(self) -> None:
-        """Writes the final checkpoint (unless this step is saved already)."""
+        """Writes the final checkpoint (unless this step is saved already), then closes the
+        learner (its own threads and pending work)."""
         if self._saved_step != self._steps:
             self._save()
+        try:
+            self._learner.close()
+        except Exception as error:  # noqa: BLE001 - e.g. a priority update to a closed replay
+            log.warning("learner: closing the learner failed (was the replay closed first, "
+                        "see Launched.stop?): %s", error)
 
 
 class ActorNode:

@@ -21,6 +21,7 @@ from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the 
 from agents.variable_client import VariableClient
 
 Config = ApexDQNConfig
+REPLAY_CHECKPOINTED = True  # a prioritized replay: worth keeping across --restore
 
 
 def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> specs.EnvironmentSpec:

@@ -139,3 +139,71 @@ def test_actors_with_their_seeds_draw_different_exploration():
         np.testing.assert_array_equal(draws[0], first_actions(0, 0))  # seeded
     finally:
         server.stop()
+
+
+class ToyLearner:
+    """A learner of the toy agents below: counts its steps, records that it was closed."""
+
+    closed = 0
+
+    def __init__(self):
+        self.version = 0
+
+    def step(self):
+        self.version += 1
+        return {"learner/steps": float(self.version)}
+
+    def get_variables(self, names):
+        return [{"action": np.int32(LONG)} if name == "params" else self.version for name in names]
+
+    def save(self):
+        return {"version": np.int64(self.version)}
+
+    def restore(self, state):
+        self.version = int(state["version"])
+
+    def close(self):
+        ToyLearner.closed += 1
+
+
+def toy_builder(checkpointed: bool):
+    import reverb
+
+    def make_replay_tables(config, spec):
+        return [reverb.Table.queue("queue", max_size=100)]
+
+    return types.SimpleNamespace(
+        REPLAY_CHECKPOINTED=checkpointed, make_replay_tables=make_replay_tables,
+        make_learner=lambda config, spec, address, seed: ToyLearner())
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_the_replay_is_kept_across_a_restore_only_when_the_builder_says_so(tmp_path, monkeypatch,
+                                                                         checkpointed):
+    import reverb
+
+    monkeypatch.setitem(AGENTS, "toy", toy_builder(checkpointed))
+    directory = str(tmp_path / "replay")
+    first = nodes.ReplayNode("toy", None, None, checkpoint_dir=directory)
+    client = reverb.Client(first.address())
+    client.insert(np.float32(1.0), {"queue": 1.0})
+    client.insert(np.float32(2.0), {"queue": 1.0})
+    assert first.size() == 2
+    first.close()
+    again = nodes.ReplayNode("toy", None, None, checkpoint_dir=directory)
+    assert again.size() == (2 if checkpointed else 0)
+    again.close()
+
+
+def test_closing_the_learner_node_closes_the_learner_after_its_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setitem(AGENTS, "toy", toy_builder(True))
+    replay = types.SimpleNamespace(address=lambda: "localhost:1")
+    recorder = Recorder(str(tmp_path / "run"))
+    learner = nodes.LearnerNode("toy", None, None, replay=replay, recorder=recorder, seed=0,
+                                checkpoint_dir=str(tmp_path / "learner"), max_learner_steps=3)
+    learner.run()
+    closed = ToyLearner.closed
+    learner.close()
+    assert ToyLearner.closed == closed + 1
+    assert (tmp_path / "learner" / "learner_3.msgpack").exists()
+    recorder.close()
