@@ -396,7 +396,11 @@ def run(setup: Setup) -> int:
                 test = clients["evaluator"].evaluate_test()
             except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
                 log.error("final evaluation failed: %s", error)
-        best = clients["evaluator"].best() or {}
+        try:
+            best = clients["evaluator"].best() or {}
+        except Exception as error:  # noqa: BLE001 - a lost evaluator: the errors say why.
+            log.error("could not read the evaluator's best parameters: %s", error)
+            best = {}
         # Users of the replay close first (their writers flush), so replay_items is what the
         # replay checkpoint written by its close() holds.
         for label in reversed(launched.labels):
