@@ -112,7 +112,8 @@ def plot(out: pathlib.Path, seed_runs, seed_results) -> list[pathlib.Path]:
         axis.plot(agent["timestamps"], agent["portfolio_values"], label="agent", lw=1)
         for name, result in results["_equity"].items():
             axis.plot(result["timestamps"], result["portfolio_values"], label=name, lw=1)
-        axis.set_ylabel("portfolio value")
+        axis.set_yscale("log")  # years of compounding: a line per constant growth rate
+        axis.set_ylabel("portfolio value (log scale)")
         axis.set_title(f"Test equity, seed {seed}, first test market ({source.split('test')[0].source})",
                        fontsize=9)
         axis.legend()
