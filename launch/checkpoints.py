@@ -22,15 +22,19 @@ def checkpoint_steps(directory: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
 
 
+def _write_atomically(path: str, data: bytes) -> None:
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
 def save(directory: str, step: int, state: Any, keep: int = 3) -> str:
     from flax import serialization
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"learner_{step}.msgpack")
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as file:
-        file.write(serialization.to_bytes(state))
-    os.replace(temporary, path)
+    _write_atomically(path, serialization.to_bytes(state))
     for old in checkpoint_steps(directory)[:-keep]:
         os.remove(os.path.join(directory, f"learner_{old}.msgpack"))
     return path
@@ -55,13 +59,6 @@ def load_latest(directory: str, template: Any) -> tuple[int, Any]:
 
 BEST_PARAMS = "params.msgpack"
 BEST_METADATA = "best.json"
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
 
 
 def save_best(directory: str, params: Any, metadata: dict) -> None:
