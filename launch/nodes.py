@@ -87,8 +87,15 @@ class ReplayNode:
         if self._closed:
             return
         self._final_size = self.size()
-        if self._checkpointed:
+        # A closed-early replay (see Launched.stop) may still take inserts while it checkpoints
+        # (a learner's prefetch can let a rate-limited actor through): checkpoint again until
+        # the item count before and after agree, so replay_items is what the checkpoint holds.
+        for _ in range(5) if self._checkpointed else ():
             self._client.checkpoint()
+            size = self.size()
+            if size == self._final_size:
+                break
+            self._final_size = size
         self._closed = True
         self._server.stop()
 
