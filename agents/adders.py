@@ -248,21 +248,11 @@ class NStepAdder(core.Adder):
             self._wait_for_room(self._writers[b])
 
     def _wait_for_room(self, writer: Any) -> None:
-        """Blocks while the writer has more than max_in_flight_items pending (e.g. while a
-        rate limiter holds inserts back), checking every FLUSH_POLL_MS that the server is still
-        there: a flush without timeout would wait forever once the server is gone (it is not
-        woken by the server stopping), so the actor could never stop."""
-        while True:
-            try:
-                writer.flush(block_until_num_items=self._max_in_flight_items,
-                             timeout_ms=FLUSH_POLL_MS)
-                return
-            except reverb.errors.DeadlineExceededError:
-                try:
-                    self._client.server_info(timeout=SERVER_CHECK_S)
-                except reverb.errors.DeadlineExceededError:
-                    self._server_gone = True
-                    raise
+        try:
+            wait_for_room(self._client, writer, self._max_in_flight_items)
+        except reverb.errors.DeadlineExceededError:
+            self._server_gone = True
+            raise
 
     def _item(self, history: Any, steps_spanned: int, rows_after: int) -> dict[str, Any]:
         """References of one item whose last observation sits `rows_after` rows back."""
@@ -294,20 +284,39 @@ class NStepAdder(core.Adder):
     def close(self, timeout_ms: int = 5000) -> None:
         """Sends what is left (waiting at most timeout_ms in all) and closes the writers; what
         a stopped server or a rate limiter that no longer admits inserts holds back is dropped."""
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        try:
-            if self._server_gone:
-                raise reverb.errors.DeadlineExceededError("the server is gone")
-            self._client.server_info(timeout=SERVER_CHECK_S)  # raises if the server is gone
-            for writer in self._writers:
-                writer.flush(timeout_ms=max(1, int(1000 * (deadline - time.monotonic()))))
-        except reverb.errors.DeadlineExceededError:
-            pass
-        for writer in self._writers:
-            writer.close()
+        close_writers(self._client, self._writers, timeout_ms, self._server_gone)
         self._writers = []
 
     def _env_indices(self, env_mask: np.ndarray | None) -> np.ndarray:
         if env_mask is None:
             return np.arange(self._num_envs)
         return np.flatnonzero(env_mask)
+
+
+def wait_for_room(client: reverb.Client, writer: Any, max_in_flight_items: int) -> None:
+    """Blocks while `writer` has more than max_in_flight_items pending (e.g. while a rate
+    limiter holds inserts back), checking every FLUSH_POLL_MS that the server is still there:
+    a flush without timeout would wait forever once the server is gone (it is not woken by
+    the server stopping), so the actor could never stop. Raises DeadlineExceededError then."""
+    while True:
+        try:
+            writer.flush(block_until_num_items=max_in_flight_items, timeout_ms=FLUSH_POLL_MS)
+            return
+        except reverb.errors.DeadlineExceededError:
+            client.server_info(timeout=SERVER_CHECK_S)  # raises DeadlineExceededError if gone
+
+
+def close_writers(client: reverb.Client, writers: list[Any], timeout_ms: int, server_gone: bool) -> None:
+    """Flushes `writers` (at most timeout_ms in all) and closes them; what a stopped server or a
+    rate limiter that no longer admits inserts holds back is dropped."""
+    deadline = time.monotonic() + timeout_ms / 1000.0
+    try:
+        if server_gone:
+            raise reverb.errors.DeadlineExceededError("the server is gone")
+        client.server_info(timeout=SERVER_CHECK_S)  # raises if the server is gone
+        for writer in writers:
+            writer.flush(timeout_ms=max(1, int(1000 * (deadline - time.monotonic()))))
+    except reverb.errors.DeadlineExceededError:
+        pass
+    for writer in writers:
+        writer.close()

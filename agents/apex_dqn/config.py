@@ -1,7 +1,10 @@
 """Every hyper-parameter of the Ape-X DQN agent, with the paper's defaults, and named presets."""
 
 import dataclasses
-import math
+
+from agents.config_checks import HIDDEN_SIZES_EXPECTED, check_ranges, from_preset, hidden_sizes
+from agents.config_checks import integer as _integer
+from agents.config_checks import number as _number
 
 
 @dataclasses.dataclass
@@ -48,20 +51,7 @@ class ApexDQNConfig:
     hidden_sizes: tuple[int, ...] = (512, 512)  # ours: MLP torso + dueling heads of 512 (Ape-X's head width).
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name in _RANGES:
-                check, expected = _RANGES[field.name]
-                if not check(value):
-                    raise ValueError(f"apex_dqn config: {field.name}={value!r}: expected {expected}")
-
-
-def _integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        check_ranges("apex_dqn", self, _RANGES)
 
 
 _RANGES = {
@@ -85,9 +75,7 @@ _RANGES = {
     "epsilon_base": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "epsilon_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "hidden_sizes": (lambda v: isinstance(v, tuple) and len(v) >= 1
-                     and all(_integer(size) and size >= 1 for size in v),
-                     "a non-empty tuple of integers >= 1, e.g. (64, 64)"),
+    "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
 }
 
 
@@ -114,16 +102,7 @@ Config = ApexDQNConfig
 def make_config(preset: str = "apex_paper", **overrides) -> ApexDQNConfig:
     """The named preset (PRESETS; "apex_paper" is the dataclass's defaults) with `overrides`
     applied; an unknown name or a value out of range is a ValueError."""
-    if preset not in PRESETS:
-        raise ValueError(f"apex_dqn config: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    fields = {field.name for field in dataclasses.fields(ApexDQNConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"apex_dqn config: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
-    settings = {**PRESETS[preset], **overrides}
-    if isinstance(settings.get("hidden_sizes"), list):
-        settings["hidden_sizes"] = tuple(settings["hidden_sizes"])
-    config = ApexDQNConfig(**settings)
+    config = from_preset("apex_dqn", ApexDQNConfig, PRESETS, preset, overrides)
     if config.min_replay_size > config.max_replay_size:
         raise ValueError(f"apex_dqn config: min_replay_size={config.min_replay_size} is above "
                          f"max_replay_size={config.max_replay_size}")
