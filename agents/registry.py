@@ -9,6 +9,7 @@ from typing import Any
 
 AGENTS: dict[str, Any] = {
     "apex_dqn": "agents.apex_dqn",
+    "impala": "agents.impala",
 }
 
 

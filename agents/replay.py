@@ -1,4 +1,4 @@
-"""Prioritized replay tables and a sampler that yields ready numpy batches from them."""
+"""Replay tables (prioritized, or a FIFO queue) and a sampler that yields numpy batches from them."""
 
 from typing import Any, Iterator, NamedTuple
 
@@ -61,19 +61,33 @@ def make_prioritized_table(
     )
 
 
+def make_queue_table(name: str, signature: Any, max_size: int) -> reverb.Table:
+    """A FIFO queue (as Acme's IMPALA uses): items come out in insertion order, each is
+    sampled once and then removed; inserts block while `max_size` items wait, samples block
+    while it is empty (reverb.rate_limiters.Queue)."""
+    if max_size < 1:
+        raise ValueError(f"queue {name!r}: max_size must be >= 1, got {max_size}")
+    return reverb.Table.queue(name=name, max_size=max_size, signature=signature)
+
+
 def make_dataset(
     server_address: str,
     table: str,
     batch_size: int,
     prefetch_batches: int = 4,
     max_in_flight_samples_per_worker: int | None = None,
+    num_workers_per_iterator: int = -1,
 ) -> tf.data.Dataset:
-    """A TrajectoryDataset of batches (the table's signature gives shapes and dtypes)."""
+    """A TrajectoryDataset of batches (the table's signature gives shapes and dtypes).
+
+    num_workers_per_iterator=1 keeps a queue's order (several workers interleave their items).
+    """
     in_flight = max_in_flight_samples_per_worker or 2 * batch_size
     dataset = reverb.TrajectoryDataset.from_table_signature(
         server_address=server_address,
         table=table,
         max_in_flight_samples_per_worker=in_flight,
+        num_workers_per_iterator=num_workers_per_iterator,
     )
     return dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch_batches)
 
@@ -83,9 +97,10 @@ def sample_batches(
     table: str,
     batch_size: int,
     prefetch_batches: int = 4,
+    **dataset_kwargs: Any,
 ) -> Iterator[ReplayBatch]:
     """Yields ReplayBatch of numpy arrays, sampled in TF's background threads."""
-    dataset = make_dataset(server_address, table, batch_size, prefetch_batches)
+    dataset = make_dataset(server_address, table, batch_size, prefetch_batches, **dataset_kwargs)
     for sample in dataset.as_numpy_iterator():
         yield to_replay_batch(sample)
 

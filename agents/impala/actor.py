@@ -1,0 +1,97 @@
+"""IMPALA actor: samples actions from the policy over B envs and writes sequences with their log-probs.
+
+One jitted call per step gives the actions and log mu(a|x) of the behaviour policy (the
+parameters the actor holds); the sequence adder stores both, so the learner can correct for
+the policy lag with V-trace.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import core
+from agents.sequence_adder import SequenceAdder
+from agents.variable_client import VariableClient
+
+
+def sample_actions(
+    apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
+    params: Any,
+    observation: jax.Array,  # [B, ...]
+    rng: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Actions [B] drawn from softmax(logits), their log-probabilities [B], and the next rng."""
+    rng, action_rng = jax.random.split(rng)
+    logits, _ = apply(params, observation)  # [B, A]
+    actions = jax.random.categorical(action_rng, logits).astype(jnp.int32)  # [B]
+    log_probs = jax.nn.log_softmax(logits)  # [B, A]
+    log_prob = jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0]  # [B]
+    return actions, log_prob, rng
+
+
+class ImpalaActor(core.Actor):
+    """One actor stepping B envs; owns its adder and variable client (closes both)."""
+
+    def __init__(
+        self,
+        apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
+        make_adder: Callable[[int], SequenceAdder],
+        variable_client: VariableClient,
+        seed: int,
+        reward_scale: float = 1.0,
+    ):
+        self._sample = jax.jit(lambda params, observation, rng: sample_actions(apply, params, observation, rng))
+        self._make_adder = make_adder
+        self._adder: SequenceAdder | None = None  # built at the first observation, when B is known
+        self._variable_client = variable_client
+        self._reward_scale = float(reward_scale)  # applied to rewards before the adder sees them
+        self._rng = jax.random.PRNGKey(seed)
+        self._observation: np.ndarray | None = None  # the observation the cached actions are for
+        self._actions: np.ndarray | None = None  # [B]
+        self._log_prob: np.ndarray | None = None  # [B] log mu(action | observation)
+
+    @property
+    def items_written(self) -> int:
+        return 0 if self._adder is None else self._adder.items_written
+
+    @property
+    def param_version(self) -> int:
+        return self._variable_client.version
+
+    def select_action(self, observation: np.ndarray) -> np.ndarray:
+        if observation is not self._observation:
+            actions, log_prob, self._rng = self._sample(self._variable_client.params, observation, self._rng)
+            self._observation = observation
+            self._actions, self._log_prob = np.asarray(actions), np.asarray(log_prob)
+        return self._actions
+
+    def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
+        if self._adder is None:
+            self._adder = self._make_adder(observation.shape[0])
+        self._adder.add_first(observation, env_mask)
+
+    def observe(
+        self,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_observation: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_mask: np.ndarray | None = None,
+    ) -> None:
+        if action is not self._actions and not np.array_equal(action, self._actions):
+            raise ValueError("ImpalaActor.observe: the actions must be the ones select_action returned "
+                             "(their behaviour log-probabilities are stored with them)")
+        scaled_reward = np.asarray(reward) * self._reward_scale  # [B]
+        self._adder.add(action, scaled_reward, next_observation, terminated, truncated, env_mask,
+                        behaviour_log_prob=self._log_prob)
+
+    def update(self, wait: bool = False) -> None:
+        self._variable_client.update(wait)
+
+    def close(self) -> None:
+        if self._adder is not None:
+            self._adder.close()
+        self._variable_client.close()

@@ -1,0 +1,100 @@
+"""Builds every IMPALA component from a config and an environment spec (agents.core.AgentBuilder).
+
+The second agent behind the same builder functions as agents/apex_dqn/builder.py: a FIFO queue
+fed by a sequence adder where Ape-X has a prioritized replay fed by an n-step adder.
+"""
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import reverb
+
+from agents import core, replay, specs
+from agents.impala import learning, networks
+from agents.impala.actor import ImpalaActor
+from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
+from agents.sequence_adder import SequenceAdder, SequenceLayout
+from agents.variable_client import VariableClient
+
+Config = ImpalaConfig
+# An on-policy queue: after a restart its sequences come from an old policy, so the replay
+# node neither checkpoints nor restores it (--restore starts with an empty queue).
+REPLAY_CHECKPOINTED = False
+
+
+def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> specs.EnvironmentSpec:
+    return specs.make_environment_spec(env)
+
+
+def make_sequence_layout(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> SequenceLayout:
+    return SequenceLayout(spec.observation_shape, np.dtype(spec.observation_dtype), config.sequence_length)
+
+
+def make_networks(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
+    return networks.make_networks(spec, config.hidden_sizes)
+
+
+def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:
+    signature = make_sequence_layout(config, spec).item_spec()
+    return [replay.make_queue_table(config.queue_table_name, signature, config.max_queue_size)]
+
+
+def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
+    """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
+    loss = learning.make_impala_loss(
+        make_networks(config, spec).apply, config.discount, config.baseline_cost, config.entropy_cost,
+        config.clip_rho_threshold, config.clip_pg_rho_threshold, config.vtrace_lambda,
+    )
+    optimizer = learning.make_optimizer(config.learning_rate, config.rmsprop_decay, config.rmsprop_eps,
+                                        config.max_gradient_norm)
+    return learning.make_sgd_step(loss, optimizer, axis_name), optimizer
+
+
+def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int) -> learning.ImpalaLearner:
+    sgd_step, optimizer = make_sgd_step(config, spec)
+    initial_state = learning.init_state(make_networks(config, spec).init, optimizer, seed)
+    # One worker keeps the queue's order; only one batch is taken ahead (on-policy data ages).
+    iterator = replay.sample_batches(
+        replay_address, config.queue_table_name, config.batch_size, config.prefetch_batches,
+        max_in_flight_samples_per_worker=config.batch_size, num_workers_per_iterator=1,
+    )
+    return learning.ImpalaLearner(sgd_step, initial_state, iterator)
+
+
+def make_actor(
+    config: ImpalaConfig,
+    spec: specs.EnvironmentSpec,
+    variable_source: core.VariableSource,
+    replay_address: str,
+    actor_id: int,
+    num_actors: int,
+    seed: int,
+) -> ImpalaActor:
+    layout = make_sequence_layout(config, spec)
+    client = reverb.Client(replay_address)
+
+    def make_adder(num_envs: int) -> SequenceAdder:
+        return SequenceAdder(client, config.queue_table_name, layout, num_envs)
+
+    return ImpalaActor(
+        apply=make_networks(config, spec).apply,
+        make_adder=make_adder,
+        variable_client=VariableClient(variable_source, "params", config.variable_update_period),
+        seed=seed,
+        reward_scale=config.reward_scale,
+    )
+
+
+def make_eval_policy(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> Callable[[Any, np.ndarray], jax.Array]:
+    """Greedy policy(params, obs [B, ...]) -> actions [B] (the most probable action), jitted."""
+    apply = make_networks(config, spec).apply
+
+    @jax.jit
+    def policy(params: Any, observation: jax.Array) -> jax.Array:
+        logits, _ = apply(params, observation)
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+    return policy
