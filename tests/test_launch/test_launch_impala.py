@@ -1,0 +1,99 @@
+"""End-to-end: the launcher with a second agent (--agent=impala) and with a toy agent that only
+this test registers; launch/ names neither."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_launch_apex import (REPO_ROOT, SUMMARY_KEYS, _env, assert_finite_eval, assert_no_process_left,
+                              ray_system_pids, read_metrics, read_summary, run_apex)
+
+# A tiny IMPALA: sequences of 5 rows, batches of 4 sequences, a queue of 64.
+TINY_IMPALA = [
+    "--agent=impala",
+    "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,32),max_queue_size=64,"
+    "variable_update_period=4",
+    "--envs_per_actor=4", "--synthetic_steps=600", "--window=8", "--episode_length=32",
+    "--eval_every=10", "--checkpoint_every=10",
+]
+TOY_AGENT = os.path.join(REPO_ROOT, "tests", "test_launch", "toy_agent.py")
+
+
+@pytest.fixture(scope="module")
+def impala_mt_run(tmp_path_factory):
+    """A local_mt IMPALA run of 20 learner steps; the restore test continues it."""
+    workdir = str(tmp_path_factory.mktemp("impala_mt") / "run")
+    result = run_apex("--lp_launch_type=local_mt", "--max_learner_steps=20", "--max_seconds=180",
+                      f"--workdir={workdir}", *TINY_IMPALA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, read_summary(workdir)
+
+
+@pytest.mark.e2e
+def test_impala_local_mt_end_to_end(impala_mt_run):
+    workdir, summary = impala_mt_run
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["agent"] == "impala" and summary["stop_reason"] == "limit: max_learner_steps=20"
+    assert summary["learner_steps"] == 20 and summary["env_steps"] > 0 and summary["param_syncs"] > 0
+    assert summary["errors"] == [] and summary["actor_restarts"] == 0
+    assert_finite_eval(summary)
+    learner = [r for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert learner and all(0.0 < r["learner/entropy"] <= 1.0987 for r in learner)  # log(3) at most
+    assert "learner_20.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    # An on-policy queue is not checkpointed.
+    replay_dir = os.path.join(workdir, "checkpoints", "replay")
+    assert not os.path.isdir(replay_dir) or os.listdir(replay_dir) == []
+
+
+@pytest.mark.e2e
+def test_impala_restore_continues_the_learner_with_an_empty_queue(impala_mt_run):
+    workdir, first = impala_mt_run
+    result = run_apex("--lp_launch_type=local_mt", "--restore", "--max_learner_steps=30",
+                      "--max_seconds=180", f"--workdir={workdir}", *TINY_IMPALA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert summary["restored_from_step"] == 20 and summary["learner_steps"] == 30
+    assert summary["restored_replay_items"] == 0  # sequences of the old policy are not brought back
+    learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert max(learner_steps) == 30 and 20 in learner_steps
+
+
+@pytest.mark.e2e
+def test_impala_local_mp_two_actor_processes(tmp_path):
+    ray_before = ray_system_pids()
+    workdir = str(tmp_path / "run")
+    result = run_apex("--lp_launch_type=local_mp", "--num_actors=2", "--max_learner_steps=15",
+                      "--max_seconds=200", f"--workdir={workdir}", *TINY_IMPALA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert SUMMARY_KEYS <= set(summary) and summary["launch_type"] == "local_mp"
+    assert summary["learner_steps"] == 15 and summary["errors"] == []
+    actor_pids = {summary["node_pids"][f"actor_{i}"][0] for i in range(2)}
+    assert len(actor_pids) == 2 and os.getpid() not in actor_pids
+    assert all(summary["env_steps_by_actor_process"][f"actor_{i}/{summary['node_pids'][f'actor_{i}'][0]}"] > 0
+               for i in range(2))
+    assert_finite_eval(summary)
+    assert_no_process_left(summary, ray_before)
+
+
+@pytest.mark.e2e
+def test_a_toy_agent_registered_only_in_the_test_runs_end_to_end(tmp_path):
+    workdir = str(tmp_path / "run")
+    result = subprocess.run(
+        [sys.executable, TOY_AGENT, "--agent=toy", "--lp_launch_type=local_mt", "--max_learner_steps=30",
+         "--max_seconds=120", f"--workdir={workdir}", "--eval_every=10", "--checkpoint_every=10",
+         "--synthetic_steps=600", "--window=8", "--episode_length=32"],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert summary["agent"] == "toy" and summary["learner_steps"] == 30 and summary["errors"] == []
+    assert summary["replay_items"] > 0 and summary["param_syncs"] > 0
+    assert_finite_eval(summary)
+    estimates = [r["learner/best_estimate"] for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert estimates and estimates[-1] != 0.0  # the learner moved its estimates
+    # The name is unknown to a process that did not register it.
+    unknown = run_apex("--agent=toy", f"--workdir={tmp_path / 'other'}")
+    assert unknown.returncode == 2 and "--agent='toy' is not in agents/registry.py" in unknown.stderr
