@@ -109,18 +109,16 @@ def anytrading_rate(window, num_steps, repeats):
 
 
 def memory_per_row(market, window):
-    """Bytes per market row: the MarketData arrays, the arrays shared by every env on the
-    market, and what each TradingEnv adds (its frames copy and its returns list)."""
+    """Bytes per market row: the MarketData arrays with its features (one copy: every env on
+    the market reads the features in place), and what each TradingEnv adds (its returns)."""
     stored = sum(getattr(market, name).nbytes for name in
-                 ("timestamps", "open", "high", "low", "close", "volume"))
-    setup = make_setup(market, window=window)
-    shared = setup.frames.nbytes + setup.step_returns.nbytes
+                 ("timestamps", "open", "high", "low", "close", "volume", "features"))
     env = TradingEnv(market, window=window)
-    per_env = env._frames.nbytes + sys.getsizeof(env._step_returns) + sum(
-        sys.getsizeof(x) for x in env._step_returns)
+    assert np.shares_memory(env.setup.features, market.features)
+    per_env = env.setup.step_returns.nbytes
     rows = len(market)
     vector = TradingVectorEnv(market, num_envs=1, window=window)
-    return stored / rows, shared / rows, per_env / rows, vector._recent.nbytes
+    return stored / rows, per_env / rows, vector._recent.nbytes
 
 
 def main():
@@ -164,9 +162,9 @@ def main():
         row(f"TradingVectorEnv B={num_envs}", vector, bare)
     print("baseline: stocks-v0 (unwrapped, same window) for TradingEnv; a bare numpy step of "
           "the same accounting for TradingVectorEnv")
-    stored, shared, per_env, vector_per_env = memory_per_row(market, args.window)
-    print(f"memory per market row: {stored:.0f} B MarketData + {shared:.0f} B features/returns "
-          f"shared by the envs on it + {per_env:.0f} B per TradingEnv "
+    stored, per_env, vector_per_env = memory_per_row(market, args.window)
+    print(f"memory per market row: {stored:.0f} B MarketData with its features (read in place "
+          f"by every env on it) + {per_env:.0f} B per TradingEnv (its returns) "
           f"(TradingVectorEnv adds {vector_per_env:,} B per env, independent of rows)")
 
 

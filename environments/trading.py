@@ -28,6 +28,7 @@ from environments.market_data import MarketData, load_csv, synthetic_market
 MIN_GROWTH = 1e-6
 LOG_MIN_GROWTH = math.log(MIN_GROWTH)
 DEFAULT_MARKET = dict(kind="ou", num_steps=4096, seed=0)  # used when no market is given
+_RING_STEPS = 128  # steps between compactions of a TradingEnv's recent-frames ring
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,7 +47,9 @@ class TradingSetup:
     episode_length: int
     mode: str
     initial_value: float
-    frames: np.ndarray  # float32 [T, F + 1], features then a zero position column; read-only
+    # float32 [T, F], read-only: the markets' features end to end. With one market, its own
+    # array (a view: memory-mapped from the data cache, so shared by every env and process).
+    features: np.ndarray
     step_returns: np.ndarray  # float64 [T]: close[t+1] / close[t] - 1, and 0 at each market's end
     offsets: np.ndarray  # int64 [M + 1]: first global bar of each market, then T
     first_steps: np.ndarray  # int64 [M]: first bar an episode may start at in each market
@@ -132,15 +135,17 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
             one.check_min_rows(window + 2, f"evaluation with window={window}")
     lengths = np.array([len(one) for one in markets], dtype=np.int64)  # [M]
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # [M + 1]
-    frames = np.zeros((offsets[-1], NUM_FEATURES + 1), dtype=np.float32)  # [T, F + 1]
+    if len(markets) == 1:
+        features = np.ascontiguousarray(markets[0].features)  # [T, F]: itself, read-only
+    else:
+        features = np.concatenate([one.features for one in markets])  # [T, F]
     step_returns = np.zeros(offsets[-1])  # [T]
     for one, begin, end in zip(markets, offsets[:-1], offsets[1:]):
-        frames[begin:end, :NUM_FEATURES] = one.features
         step_returns[begin:end - 1] = one.close[1:] / one.close[:-1] - 1.0
     first_steps = offsets[:-1] + window
     last_steps = offsets[1:] - 1
     starts_per_market = last_steps - episode_length - first_steps + 1  # [M]
-    for array in (frames, step_returns, levels, offsets, first_steps, last_steps):
+    for array in (features, step_returns, levels, offsets, first_steps, last_steps):
         array.setflags(write=False)
     start_counts = np.concatenate([[0], np.cumsum(starts_per_market)])
     start_counts.setflags(write=False)
@@ -148,7 +153,7 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
         markets=markets, window=window, positions=levels,
         trade_cost_rate=(commission_bps + spread_bps) / 1e4,
         borrow_rate=borrow_bps_per_step / 1e4, episode_length=episode_length, mode=mode,
-        initial_value=float(initial_value), frames=frames, step_returns=step_returns,
+        initial_value=float(initial_value), features=features, step_returns=step_returns,
         offsets=offsets, first_steps=first_steps, last_steps=last_steps,
         start_counts=start_counts,
     )
@@ -192,10 +197,14 @@ class TradingEnv(gym.Env):
         self.observation_space = gym.spaces.Box(
             -np.inf, np.inf, shape=(setup.window, NUM_FEATURES + 1), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(len(self.positions))
-        # Per-env copy of the frames: the position column is written as the episode goes, so
-        # an observation is a single contiguous slice copy.
-        self._frames = setup.frames.copy()  # [T, F + 1]
-        self._step_returns = setup.step_returns.tolist()  # python floats: fast scalar maths
+        # The features are read in place (shared, never copied per env). The episode's recent
+        # frames (features + held position) are appended to a small ring, one row per step, so
+        # an observation is one contiguous slice copy; compacted every _RING_STEPS steps.
+        self._recent = np.zeros((setup.window + _RING_STEPS, NUM_FEATURES + 1),
+                                dtype=np.float32)  # [window + _RING_STEPS, F + 1]
+        self._recent_end = setup.window
+        self._make_views()
+        self._step_returns = setup.step_returns  # read with .item(t): python float maths
         self._trade_cost_rate = setup.trade_cost_rate
         self._borrow_rate = setup.borrow_rate
         self._t = setup.first_step
@@ -205,6 +214,20 @@ class TradingEnv(gym.Env):
         self._value = setup.initial_value
         self._needs_reset = True
         self._market_index = 0
+
+    def _make_views(self) -> None:
+        row_type = np.dtype((np.void, self.setup.features.itemsize * NUM_FEATURES))
+        self._feature_rows = self.setup.features.view(row_type)[:, 0]  # [T] records of F floats
+        self._recent_rows = self._recent[:, :NUM_FEATURES].view(row_type)[:, 0]
+
+    def __getstate__(self):  # views must be rebuilt, not pickled as copies
+        state = self.__dict__.copy()
+        del state["_feature_rows"], state["_recent_rows"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._make_views()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -222,8 +245,11 @@ class TradingEnv(gym.Env):
         self._position = 0.0
         self._value = setup.initial_value
         self._needs_reset = False
-        self._frames[start - self.window + 1:start + 1, NUM_FEATURES] = 0.0
-        obs = self._frames[start - self.window + 1:start + 1].copy()  # [window, F + 1]
+        window = self.window
+        self._recent[:window, :NUM_FEATURES] = setup.features[start - window + 1:start + 1]
+        self._recent[:window, NUM_FEATURES] = 0.0  # no position before the episode starts
+        self._recent_end = window
+        obs = self._recent[:window].copy()  # [window, F + 1]
         info = {"portfolio_value": self._value, "position": 0.0, "cost": 0.0, "traded": False,
                 "step_index": start, "market_index": self._market_index}
         return obs, info
@@ -240,7 +266,7 @@ class TradingEnv(gym.Env):
         cost_fraction = abs(target - position) * self._trade_cost_rate
         if target < 0.0:
             cost_fraction += (-target) * self._borrow_rate
-        growth = 1.0 + target * self._step_returns[t] - cost_fraction
+        growth = 1.0 + target * self._step_returns.item(t) - cost_fraction
         value = self._value
         cost = value * cost_fraction
         if growth > MIN_GROWTH:
@@ -254,9 +280,15 @@ class TradingEnv(gym.Env):
         t += 1
         self._t = t
         self._position = target
-        frames = self._frames
-        frames[t, NUM_FEATURES] = target  # position held at bar t + 1
-        obs = frames[t - self.window + 1:t + 1].copy()  # [window, F + 1]
+        recent, end, window = self._recent, self._recent_end, self.window
+        if end == len(recent):
+            recent[:window - 1] = recent[end - window + 1:end]
+            end = window - 1
+        self._recent_rows[end] = self._feature_rows[t]  # bar t + 1's features, as one record
+        recent[end, NUM_FEATURES] = target  # position held at bar t + 1
+        end += 1
+        self._recent_end = end
+        obs = recent[end - window:end].copy()  # [window, F + 1]
         self._steps_left -= 1
         terminated = bankrupt or (self.mode == "eval" and t >= self._end)
         truncated = not terminated and self._steps_left <= 0

@@ -56,8 +56,6 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = gym.spaces.Discrete(len(setup.positions))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        # One spare zero row: an env that ended at the last bar steps once more before its reset.
-        self._frames = np.concatenate([setup.frames, np.zeros((1, NUM_FEATURES + 1), np.float32)])
         B = self.num_envs
         self._t = np.zeros(B, dtype=np.int64)  # current bar
         self._end = np.zeros(B, dtype=np.int64)  # bar at which the episode ends
@@ -87,17 +85,20 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._reset_done = False
 
     def _make_views(self) -> None:
-        # windows[s] == frames[s : s + window], [T - window + 1, window, F + 1]; resets gather
+        # Views of the setup's features, which are shared (never copied per env).
+        # windows[s] == features[s : s + window], [T - window + 1, window, F]; resets gather
         # from it.
+        features = self.setup.features  # [T, F]
         self._windows = np.lib.stride_tricks.sliding_window_view(
-            self.setup.frames, (self.window, NUM_FEATURES + 1))[:, 0]
-        row_type = np.dtype((np.void, self._frames.itemsize * (NUM_FEATURES + 1)))
-        self._frame_rows = self._frames.view(row_type)[:, 0]  # [T + 1] records of F + 1 floats
-        self._recent_rows = self._recent.view(row_type)[..., 0]  # [B, window + _RING_STEPS]
+            features, (self.window, NUM_FEATURES))[:, 0]
+        row_type = np.dtype((np.void, features.itemsize * NUM_FEATURES))
+        self._feature_rows = features.view(row_type)[:, 0]  # [T] records of F floats
+        # [B, window + _RING_STEPS] records: the feature columns of the recent frames
+        self._recent_rows = self._recent[..., :NUM_FEATURES].view(row_type)[..., 0]
 
     def __getstate__(self):  # views must be rebuilt, not pickled as copies
         state = self.__dict__.copy()
-        for name in ("_windows", "_frame_rows", "_recent_rows"):
+        for name in ("_windows", "_feature_rows", "_recent_rows"):
             del state[name]
         return state
 
@@ -148,7 +149,9 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._value[envs] = setup.initial_value
         self._level_index[envs] = len(setup.positions)  # the initial flat position
         end = self._recent_end
-        self._recent[envs, end - self.window:end] = self._windows[self._t[envs] - (self.window - 1)]
+        window = self._windows[self._t[envs] - (self.window - 1)]  # [n, window, F]
+        self._recent[envs, end - self.window:end, :NUM_FEATURES] = window
+        self._recent[envs, end - self.window:end, NUM_FEATURES] = 0.0  # no position yet
 
     def _observe(self) -> np.ndarray:
         end = self._recent_end
@@ -208,9 +211,11 @@ class TradingVectorEnv(gym.vector.VectorEnv):
             keep = self.window - 1
             self._recent[:, :keep] = self._recent[:, self._recent_end - keep:]
             self._recent_end = keep
-        # Append this bar's frame per env: rows moved as opaque 24-byte records (much faster
-        # than a float gather), then the held position written into the last column.
-        self._recent_rows[:, self._recent_end] = self._frame_rows.take(self._t)
+        # Append this bar's frame per env: features moved as opaque records of F floats (much
+        # faster than a float gather), then the held position written into the last column.
+        # An env that ended at the last bar steps once more before its reset, past the end:
+        # "clip" gives it the last bar's features, which its reset then overwrites.
+        self._recent_rows[:, self._recent_end] = self._feature_rows.take(self._t, mode="clip")
         self._recent[:, self._recent_end, NUM_FEATURES] = target
         self._recent_end += 1
         if self.mode == "train":

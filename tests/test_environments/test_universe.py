@@ -110,7 +110,7 @@ def test_test_split_features_equal_the_whole_markets_features():
     np.testing.assert_array_equal(validation.features, whole[1200:1600])
     # The env's frames on the test split are those rows too (the 128-bar level does not restart).
     env = TradingEnv(test, window=WINDOW, mode="eval")
-    np.testing.assert_array_equal(env.setup.frames[:, :-1], whole[1600:])
+    np.testing.assert_array_equal(env.setup.features, whole[1600:])
     assert not np.array_equal(compute_features(test), whole[1600:])  # what a fresh start would give
 
 
