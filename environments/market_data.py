@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from environments import data_cache
+
 TIMESTAMP_COLUMNS = ("datetime", "timestamp", "date", "time")  # header names, any case
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
@@ -61,26 +63,38 @@ class MarketData:
     features_: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        timestamps = np.array(self.timestamps, dtype="datetime64[ns]")
-        timestamps.setflags(write=False)
+        timestamps = _read_only(self.timestamps, "datetime64[ns]")
         object.__setattr__(self, "timestamps", timestamps)
         for name in PRICE_COLUMNS + ("volume",):
-            values = np.array(getattr(self, name), dtype=np.float64)
+            values = _read_only(getattr(self, name), np.float64)
             if values.shape != timestamps.shape or values.ndim != 1:
                 raise MarketDataError(
                     f"{self.source}: column {name!r} has shape {values.shape}, expected "
                     f"{timestamps.shape} like the timestamps"
                 )
-            values.setflags(write=False)
             object.__setattr__(self, name, values)
         _check_values(self, where=self.source, row_numbers=None)
         if self.features_ is not None:
-            features = np.array(self.features_, dtype=np.float32)
+            features = _read_only(self.features_, np.float32)
             if features.ndim != 2 or features.shape[0] != len(timestamps):
                 raise MarketDataError(f"{self.source}: features have shape {features.shape}, "
                                       f"expected [{len(timestamps)}, num_features]")
-            features.setflags(write=False)
             object.__setattr__(self, "features_", features)
+
+    @classmethod
+    def _from_checked(cls, source: str, **arrays: np.ndarray) -> "MarketData":
+        """A MarketData of arrays that already passed its checks (rows of a checked market, a
+        validated cache file): read-only arrays of the right dtypes, kept as they are (views,
+        memory maps), not checked again."""
+        market = object.__new__(cls)
+        for field in dataclasses.fields(cls):
+            value = arrays.get(field.name)
+            if field.name == "source":
+                value = source
+            elif value is not None and value.flags.writeable:
+                raise ValueError(f"{source}: {field.name} must be read-only")
+            object.__setattr__(market, field.name, value)
+        return market
 
     @property
     def features(self) -> np.ndarray:
@@ -100,11 +114,11 @@ class MarketData:
         """Rows `index` (a slice) as a new MarketData with the same source."""
         if not isinstance(index, slice):
             raise TypeError(f"MarketData rows are taken with a slice, got {type(index).__name__}")
-        return MarketData(
-            self.timestamps[index], self.open[index], self.high[index], self.low[index],
-            self.close[index], self.volume[index], source=self.source,
-            features_=self.features[index],
-        )
+        return self._rows(index, self.source)
+
+    def _rows(self, index: slice, source: str) -> "MarketData":
+        arrays = {name: getattr(self, name)[index] for name in _ARRAY_FIELDS}  # views
+        return MarketData._from_checked(source, **arrays, features_=self.features[index])
 
     def split(self, *fractions: float) -> tuple["MarketData", ...]:
         """Chronological split into len(fractions) + 1 parts: the first `fractions[0]` of the
@@ -128,7 +142,7 @@ class MarketData:
                 "(a part would be empty)"
             )
         self.features  # noqa: B018 - computed once on the whole market, then sliced
-        return tuple(dataclasses.replace(self[a:b], source=f"{self.source}[{a}:{b}]")
+        return tuple(self._rows(slice(a, b), f"{self.source}[{a}:{b}]")
                      for a, b in zip(boundaries, boundaries[1:]))
 
     def check_min_rows(self, min_rows: int, needed_for: str) -> None:
@@ -138,6 +152,19 @@ class MarketData:
                 f"{self.source}: has {len(self)} rows, but {needed_for} needs at least "
                 f"{min_rows} rows; use a longer file/split or a smaller window/episode_length"
             )
+
+
+_ARRAY_FIELDS = ("timestamps",) + PRICE_COLUMNS + ("volume",)
+
+
+def _read_only(values, dtype) -> np.ndarray:
+    """`values` as a read-only array of `dtype`: an array that is already read-only (a row
+    slice of another market, a memory-mapped cache) is kept as it is, anything else is copied."""
+    if isinstance(values, np.ndarray) and values.dtype == dtype and not values.flags.writeable:
+        return values
+    values = np.array(values, dtype=dtype)
+    values.setflags(write=False)
+    return values
 
 
 def _row_label(where: str, index: int, row_numbers: np.ndarray | None) -> str:
@@ -190,8 +217,8 @@ def _check_values(market: MarketData, where: str, row_numbers: np.ndarray | None
 # ----------------------------------------------------------------------------- CSV loading
 
 
-def load_csv(path: str | os.PathLike, date_format: str | None = None,
-             min_rows: int = 2) -> MarketData:
+def load_csv(path: str | os.PathLike, date_format: str | None = None, min_rows: int = 2, *,
+             cache: bool | str | None = None) -> MarketData:
     """Loads an OHLCV CSV file with a header row.
 
     Columns (any case, extra columns ignored): a timestamp column named date, time, datetime
@@ -201,40 +228,104 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
     separated by ',', ';', a tab or '|' (found from the header row). Nothing is
     dropped or filled: any bad value raises MarketDataError naming the file and the 1-based
     row as it appears in the file (the header is row 1).
+
+    The validated arrays and the features are cached in a binary file that later loads (any
+    process on the machine) memory-map read-only, sharing one copy (environments.data_cache).
+    `cache`: None follows $APEX_DATA_CACHE (unset: on); True: on, beside the file when its
+    folder is writable, else in the user cache folder; a folder: the cache goes there;
+    False or "off": parse the file, write nothing.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MarketDataError(f"{path}: no such file")
+    cache_file = data_cache.cache_file(path, date_format, cache)
+    if cache_file is None:
+        market = _parse_csv(path, date_format)
+    else:
+        def parse() -> dict[str, np.ndarray]:
+            market = _parse_csv(path, date_format)
+            market.features  # noqa: B018 - cached with the bars
+            return {field.name: getattr(market, field.name)
+                    for field in dataclasses.fields(MarketData) if field.name != "source"}
+
+        arrays = data_cache.load_or_build(cache_file, path, date_format, build=parse)
+        market = MarketData._from_checked(path, **arrays)
+    market.check_min_rows(min_rows, "loading")
+    return market
+
+
+def _parse_csv(path: str, date_format: str | None) -> MarketData:
+    """The file's bars, validated (no cache). The columnar reader (pyarrow) reads files in the
+    common formats; a file it does not take, or that has a bad row, is read row by row here,
+    which names the first bad row exactly as before the columnar reader existed."""
+    from environments import csv_columnar  # imports pyarrow: only when a CSV is parsed
+
     delimiter = _sniff_text_csv(path)
+    layout = _read_header(path, delimiter)
+    columns = csv_columnar.read(path, delimiter, layout, date_format)
+    if columns is None:
+        fields, row_numbers = _read_rows(path, delimiter, layout, date_format)
+    else:
+        fields, row_numbers = columns, csv_columnar.FileRowNumbers(path, delimiter)
+    # Check with file row numbers before MarketData names rows by index.
+    _check_values(_Unchecked(**fields), where=path, row_numbers=row_numbers)
+    for values in fields.values():
+        values.setflags(write=False)
+    return MarketData._from_checked(path, **fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvLayout:
+    """Where the columns are: indices into a row's fields."""
+
+    header: list[str]
+    price_index: list[int]  # open, high, low, close
+    time_index: list[int]  # one column, or date and time (joined with a space)
+    volume_index: int | None
+
+    @property
+    def needed(self) -> int:
+        """The largest index used: a row needs more fields than this."""
+        return max(self.price_index + self.time_index
+                   + ([self.volume_index] if self.volume_index is not None else []))
+
+
+def _read_header(path: str, delimiter: str) -> CsvLayout:
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        header = next(csv.reader(file, delimiter=delimiter), None)
+    if header is None:
+        raise MarketDataError(f"{path}: file is empty, expected a header row")
+    columns = {name.strip().lower(): i for i, name in enumerate(header)}
+    price_index = []
+    for name in PRICE_COLUMNS:
+        if name not in columns:
+            raise MarketDataError(
+                f"{path}: row 1 (header) has no {name!r} column (any case); found columns "
+                f"{[h.strip() for h in header]}, expected {list(PRICE_COLUMNS)}, an optional "
+                "'volume' and one of date/time/datetime/timestamp"
+            )
+        price_index.append(columns[name])
+    if "date" in columns and "time" in columns and not (
+            "datetime" in columns or "timestamp" in columns):
+        time_index = [columns["date"], columns["time"]]
+    else:
+        time_index = [columns[n] for n in TIMESTAMP_COLUMNS if n in columns][:1]
+    if not time_index:
+        raise MarketDataError(
+            f"{path}: row 1 (header) has no timestamp column; found "
+            f"{[h.strip() for h in header]}, expected one named date, time, datetime or "
+            "timestamp (any case)"
+        )
+    return CsvLayout(header, price_index, time_index, columns.get("volume"))
+
+
+def _read_rows(path: str, delimiter: str, layout: CsvLayout,
+               date_format: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The row-by-row reader (csv module): unchecked columns and each row's file row number."""
+    header, volume_index = layout.header, layout.volume_index
     with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise MarketDataError(f"{path}: file is empty, expected a header row")
-        columns = {name.strip().lower(): i for i, name in enumerate(header)}
-        price_index = []
-        for name in PRICE_COLUMNS:
-            if name not in columns:
-                raise MarketDataError(
-                    f"{path}: row 1 (header) has no {name!r} column (any case); found columns "
-                    f"{[h.strip() for h in header]}, expected {list(PRICE_COLUMNS)}, an optional "
-                    "'volume' and one of date/time/datetime/timestamp"
-                )
-            price_index.append(columns[name])
-        if "date" in columns and "time" in columns and not (
-                "datetime" in columns or "timestamp" in columns):
-            time_index = [columns["date"], columns["time"]]
-        else:
-            time_index = [columns[n] for n in TIMESTAMP_COLUMNS if n in columns][:1]
-        if not time_index:
-            raise MarketDataError(
-                f"{path}: row 1 (header) has no timestamp column; found "
-                f"{[h.strip() for h in header]}, expected one named date, time, datetime or "
-                "timestamp (any case)"
-            )
-        volume_index = columns.get("volume")
-        needed = max(price_index + time_index + ([volume_index] if volume_index is not None
-                                                 else []))
+        next(reader)  # the header
         stamps, cells, rows = [], [], []
         try:
             records = [(reader.line_num, record) for record in reader]
@@ -243,13 +334,13 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
         for line_num, record in records:
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue  # blank line (e.g. at the end of the file)
-            if len(record) <= needed:
+            if len(record) <= layout.needed:
                 raise MarketDataError(
                     f"{path}: row {line_num} has {len(record)} fields, expected "
                     f"{len(header)} as in the header"
                 )
-            stamps.append(" ".join(record[i].strip() for i in time_index))
-            cells.append([record[i] for i in price_index]
+            stamps.append(" ".join(record[i].strip() for i in layout.time_index))
+            cells.append([record[i] for i in layout.price_index]
                          + ([record[volume_index]] if volume_index is not None else []))
             rows.append(line_num)
     row_numbers = np.asarray(rows, dtype=np.int64)
@@ -259,11 +350,7 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None,
     timestamps = _parse_timestamps(stamps, row_numbers, path, date_format)
     fields = dict(timestamps=timestamps, open=values[:, 0], high=values[:, 1],
                   low=values[:, 2], close=values[:, 3], volume=volume)
-    # Check with file row numbers before MarketData re-checks with plain indices.
-    _check_values(_Unchecked(**fields), where=path, row_numbers=row_numbers)
-    market = MarketData(**fields, source=path)
-    market.check_min_rows(min_rows, "loading")
-    return market
+    return {name: np.ascontiguousarray(values) for name, values in fields.items()}, row_numbers
 
 
 DELIMITERS = (",", ";", "\t", "|")

@@ -49,7 +49,8 @@ class MarketSource:
 
     Nodes get this rather than the arrays: Ray would otherwise put the arrays in its object
     store as constructor arguments of restartable actors. A CSV path must be readable where
-    the nodes run (like the workdir). `load()` is cached per process.
+    the nodes run (like the workdir). `load()` is cached per process, and each CSV file's
+    arrays per machine (environments.data_cache: the nodes on a machine map one copy).
     """
 
     # "synthetic" (= synthetic:ou), "synthetic:<kind>", a CSV path, a folder of CSV files or a
@@ -63,6 +64,8 @@ class MarketSource:
     seed: int = 0
     train_fraction: float = 0.6  # CSV: chronological train / validation / test fractions, per file
     validation_fraction: float = 0.2
+    # load_csv's data cache: None follows $APEX_DATA_CACHE (default: on), "off", or a folder
+    cache: str | None = None
 
     @property
     def is_synthetic(self) -> bool:
@@ -120,7 +123,7 @@ def _load(source: MarketSource) -> MarketSplits:
         return MarketSplits(**parts)
     parts: dict[str, list[MarketData]] = {part: [] for part in PARTS}
     for path in source.files():
-        market = load_csv(path, date_format=source.date_format)
+        market = load_csv(path, date_format=source.date_format, cache=source.cache)
         for part, rows in zip(PARTS, market.split(source.train_fraction,
                                                   source.validation_fraction)):
             parts[part].append(rows)
