@@ -77,10 +77,13 @@ def make_dataset(
     prefetch_batches: int = 4,
     max_in_flight_samples_per_worker: int | None = None,
     num_workers_per_iterator: int = -1,
+    rate_limiter_timeout_ms: int = -1,
 ) -> tf.data.Dataset:
     """A TrajectoryDataset of batches (the table's signature gives shapes and dtypes).
 
     num_workers_per_iterator=1 keeps a queue's order (several workers interleave their items).
+    rate_limiter_timeout_ms >= 0 ends the dataset when no item came for that long (-1: wait
+    forever, also for a server that is gone).
     """
     in_flight = max_in_flight_samples_per_worker or 2 * batch_size
     dataset = reverb.TrajectoryDataset.from_table_signature(
@@ -88,6 +91,7 @@ def make_dataset(
         table=table,
         max_in_flight_samples_per_worker=in_flight,
         num_workers_per_iterator=num_workers_per_iterator,
+        rate_limiter_timeout_ms=rate_limiter_timeout_ms,
     )
     return dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch_batches)
 
@@ -115,3 +119,51 @@ def to_replay_batch(sample: Any) -> ReplayBatch:
         data=dict(sample.data),
     )
 
+
+
+class BatchFetcher:
+    """Takes batches from `iterator` in a background thread; `next()` waits for one while
+    checking every `check_every_s` that the server at `server_address` still answers.
+
+    A TrajectoryDataset waiting on a table that gets no more items (an empty queue once the
+    actors stopped) keeps waiting after its server is gone; this wait does not: `next()`
+    raises once the server stops answering, so the learner's node can stop. The fetching
+    thread is a daemon and is abandoned then.
+    """
+
+    def __init__(self, iterator: Iterator[ReplayBatch], server_address: str, check_every_s: float = 1.0,
+                 server_timeout_s: int = 5):
+        import queue
+        import threading
+
+        self._batches: "queue.Queue" = queue.Queue(maxsize=1)
+        self._client = reverb.Client(server_address)
+        self._check_every_s = check_every_s
+        self._server_timeout_s = server_timeout_s
+        self._empty = queue.Empty
+        self._thread = threading.Thread(target=self._fetch, args=(iterator,), daemon=True,
+                                        name="batch_fetcher")
+        self._thread.start()
+
+    def _fetch(self, iterator: Iterator[ReplayBatch]) -> None:
+        try:
+            for batch in iterator:
+                self._batches.put((batch, None))
+            self._batches.put((None, StopIteration()))
+        except Exception as error:  # noqa: BLE001 - handed to the caller of next()
+            self._batches.put((None, error))
+
+    def __iter__(self) -> "BatchFetcher":
+        return self
+
+    def __next__(self) -> ReplayBatch:
+        while True:
+            try:
+                batch, error = self._batches.get(timeout=self._check_every_s)
+            except self._empty:
+                self._client.server_info(timeout=self._server_timeout_s)  # raises once it is gone
+                continue
+            if error is not None:
+                self._batches.put((None, error))  # every later call raises it too
+                raise error
+            return batch

@@ -61,7 +61,9 @@ def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_addre
         replay_address, config.queue_table_name, config.batch_size, config.prefetch_batches,
         max_in_flight_samples_per_worker=config.batch_size, num_workers_per_iterator=1,
     )
-    return learning.ImpalaLearner(sgd_step, initial_state, iterator)
+    # An empty queue (actors stopped) would hold a bare iterator forever, even once the
+    # server is gone; the fetcher gives up when the server stops answering.
+    return learning.ImpalaLearner(sgd_step, initial_state, replay.BatchFetcher(iterator, replay_address))
 
 
 def make_actor(
