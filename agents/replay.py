@@ -77,13 +77,10 @@ def make_dataset(
     prefetch_batches: int = 4,
     max_in_flight_samples_per_worker: int | None = None,
     num_workers_per_iterator: int = -1,
-    rate_limiter_timeout_ms: int = -1,
 ) -> tf.data.Dataset:
     """A TrajectoryDataset of batches (the table's signature gives shapes and dtypes).
 
     num_workers_per_iterator=1 keeps a queue's order (several workers interleave their items).
-    rate_limiter_timeout_ms >= 0 ends the dataset when no item came for that long (-1: wait
-    forever, also for a server that is gone).
     """
     in_flight = max_in_flight_samples_per_worker or 2 * batch_size
     dataset = reverb.TrajectoryDataset.from_table_signature(
@@ -91,7 +88,6 @@ def make_dataset(
         table=table,
         max_in_flight_samples_per_worker=in_flight,
         num_workers_per_iterator=num_workers_per_iterator,
-        rate_limiter_timeout_ms=rate_limiter_timeout_ms,
     )
     return dataset.batch(batch_size, drop_remainder=True).prefetch(prefetch_batches)
 

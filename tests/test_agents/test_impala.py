@@ -165,3 +165,31 @@ def test_pmapped_update_on_two_devices_equals_single_device_update():
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "PMAP_EQUALS_SINGLE" in result.stdout
+
+
+def test_a_learner_waiting_on_an_empty_queue_raises_once_the_server_is_gone():
+    """Reverb's dataset keeps retrying a server in another process that is gone; the learner
+    must not (its node could never stop)."""
+    import threading
+    import time
+
+    from benchmarks.replay_process import ReplayProcess, agent_tables
+
+    with ReplayProcess(agent_tables, "impala", CONFIG, SPEC) as replay:
+        learner = builder.make_learner(CONFIG, SPEC, replay.address, seed=0)
+        outcome = []
+
+        def step():
+            try:
+                learner.step()
+                outcome.append("stepped")
+            except Exception as error:  # noqa: BLE001 - the outcome under test
+                outcome.append(error)
+
+        thread = threading.Thread(target=step, daemon=True)
+        thread.start()
+        time.sleep(1.0)
+        assert outcome == []  # waiting for sequences
+        replay.__exit__(None, None, None)  # the server process ends
+        thread.join(timeout=60)
+    assert not thread.is_alive() and len(outcome) == 1 and isinstance(outcome[0], Exception)
