@@ -1,6 +1,10 @@
-"""Learner throughput: updates/s and samples/s of the Ape-X learner vs the bare TrajectoryDataset rate.
+"""Learner throughput: updates/s and samples/s of a learner vs the bare TrajectoryDataset rate.
 
-    python benchmarks/learner_throughput.py [--batch_size 256] [--hidden_sizes 64 64] [--seconds 10]
+    python benchmarks/learner_throughput.py [--agent apex_dqn|impala] [--batch_size 256] [--hidden_sizes 64 64] [--seconds 10]
+
+impala: the queue is filled with --items sequences (random actions), drained once by the bare
+dataset (same settings as the learner's: one worker, one batch in flight), filled again and
+drained by the learner; samples are sequences. The rest of this text is about apex_dqn.
 
 The replay server runs in a child process, filled with --items TradingVectorEnv transitions
 (window 32). The ceiling is a bare `reverb.TrajectoryDataset` (batched, prefetched, numpy)
@@ -23,7 +27,23 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.replay_process import ReplayProcess, apex_dqn_tables  # noqa: E402
+from benchmarks.replay_process import ReplayProcess, agent_tables  # noqa: E402
+
+
+def play_randomly(env, spec, add_first, add, done):
+    """Steps `env` with uniformly random actions until done(), telling an adder's add_first /
+    add what the environment loop would (next-step autoreset)."""
+    rng = np.random.default_rng(0)
+    observation, _ = env.reset(seed=0)
+    add_first(observation, None)
+    resetting = np.zeros(env.num_envs, bool)
+    while not done():
+        actions = rng.integers(0, spec.num_actions, env.num_envs)
+        observation, reward, terminated, truncated, _ = env.step(actions)
+        add(actions, reward, observation, terminated, truncated, ~resetting, rng)
+        if resetting.any():
+            add_first(observation, resetting)
+        resetting = ~resetting & (terminated | truncated)
 
 
 def fill(address, config, spec, env, count):
@@ -34,18 +54,12 @@ def fill(address, config, spec, env, count):
 
     layout = adders.TransitionLayout.from_spec(spec, config.n_step)
     adder = adders.NStepAdder(reverb.Client(address), config.replay_table_name, layout, env.num_envs, config.discount)
-    rng = np.random.default_rng(0)
-    observation, _ = env.reset(seed=0)
-    adder.add_first(observation)
-    resetting = np.zeros(env.num_envs, bool)
-    while adder.items_written < count:
-        actions = rng.integers(0, spec.num_actions, env.num_envs)
-        observation, reward, terminated, truncated, _ = env.step(actions)
-        adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting)
+
+    def add(actions, reward, observation, terminated, truncated, env_mask, rng):
+        adder.add(actions, reward, observation, terminated, truncated, env_mask=env_mask)
         adder.write(rng.uniform(0.1, 2.0, (env.num_envs, config.n_step)))
-        if resetting.any():
-            adder.add_first(observation, env_mask=resetting)
-        resetting = ~resetting & (terminated | truncated)
+
+    play_randomly(env, spec, adder.add_first, add, lambda: adder.items_written >= count)
     adder.close()
 
 
@@ -60,6 +74,54 @@ def dataset_rate(address, config, seconds):
         next(iterator)
         batches += 1
     return batches * config.batch_size / (time.perf_counter() - start)
+
+
+def fill_queue(address, config, spec, env, count):
+    """Writes `count` sequences of random-action episodes to the IMPALA queue."""
+    import reverb
+
+    from agents.impala import builder
+
+    adder = builder.SequenceAdder(reverb.Client(address), config.queue_table_name,
+                                  builder.make_sequence_layout(config, spec), env.num_envs)
+    uniform_log_prob = np.full(env.num_envs, -np.log(spec.num_actions))
+
+    def add(actions, reward, observation, terminated, truncated, env_mask, rng):
+        adder.add(actions, reward, observation, terminated, truncated, env_mask=env_mask,
+                  behaviour_log_prob=uniform_log_prob)
+
+    play_randomly(env, spec, adder.add_first, add, lambda: adder.items_written >= count)
+    adder.close()
+    return adder.items_written
+
+
+def drain_rates(address, config, spec, env, count):
+    """(bare dataset sequences/s, learner sequences/s), each draining a queue of `count` sequences."""
+    from agents import replay
+    from agents.impala import builder
+
+    usable = fill_queue(address, config, spec, env, count) // config.batch_size - 1  # the last may be partial
+    iterator = replay.make_dataset(address, config.queue_table_name, config.batch_size, config.prefetch_batches,
+                                   max_in_flight_samples_per_worker=config.batch_size,
+                                   num_workers_per_iterator=1).as_numpy_iterator()
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(usable - 1):
+        next(iterator)
+    ceiling = (usable - 1) * config.batch_size / (time.perf_counter() - start)
+    del iterator
+    import reverb
+
+    reverb.Client(address).reset(config.queue_table_name)
+    usable = fill_queue(address, config, spec, env, count) // config.batch_size - 1
+    learner = builder.make_learner(config, spec, address, seed=0)
+    learner.step()  # compile
+    start = time.perf_counter()
+    for _ in range(usable - 1):
+        learner.step()
+    rate = (usable - 1) * config.batch_size / (time.perf_counter() - start)
+    learner.close()
+    return ceiling, rate
 
 
 def learner_rate(address, config, spec, seconds):
@@ -80,6 +142,7 @@ def learner_rate(address, config, spec, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", choices=["apex_dqn", "impala"], default="apex_dqn")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--hidden_sizes", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--items", type=int, default=20_000)
@@ -94,10 +157,24 @@ def main():
     market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
     env = environments.TradingVectorEnv(market, num_envs=16, window=args.window)
     spec = specs.make_environment_spec(env)
+    if args.agent == "impala":
+        from agents.impala import builder as impala_builder
+
+        config = impala_builder.make_config(batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes),
+                                            max_queue_size=args.items + 64)
+        with ReplayProcess(agent_tables, "impala", config, spec) as replay:
+            ceiling, sequences_per_s = drain_rates(replay.address, config, spec, env, args.items)
+        print(f"impala: window {args.window}, batch {config.batch_size} sequences of {config.sequence_length}, "
+              f"network {config.hidden_sizes}, {args.items} sequences")
+        print(f"bare TrajectoryDataset (ceiling): {ceiling:8.0f} sequences/s")
+        print(f"learner:                          {sequences_per_s:8.0f} sequences/s  "
+              f"{sequences_per_s / config.batch_size:6.1f} updates/s")
+        print(f"learner samples / ceiling:        {sequences_per_s / ceiling:8.2f}")
+        return
     config = builder.make_config(
         batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes), max_replay_size=10 * args.items, min_replay_size=1
     )
-    with ReplayProcess(apex_dqn_tables, config, spec) as replay:
+    with ReplayProcess(agent_tables, "apex_dqn", config, spec) as replay:
         fill(replay.address, config, spec, env, args.items)
         ceiling = dataset_rate(replay.address, config, args.seconds)
         updates_per_s = learner_rate(replay.address, config, spec, args.seconds)

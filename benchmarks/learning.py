@@ -6,7 +6,11 @@ Every figure is the median over the test markets of a seed; the verdicts use the
 over seeds. Saves validation/test learning curves and equity curves as PNGs.
 
     python benchmarks/learning.py                  # OU process, seeds 0-4, apex.py's defaults
+    python benchmarks/learning.py --agent=apex_dqn,impala   # both agents, side by side
     python benchmarks/learning.py --data=../shared/data/STOCKS_GOOGL.csv --seeds=0
+
+Every agent of --agent trains on the same markets (a seed fixes them) with the same budget and
+the same apex.py flags (each with its own `small` preset).
 
 Test curves come from --report_test_curve (logged for the plots only; the run's selection
 reads validation alone).
@@ -26,6 +30,8 @@ from absl import app, flags
 from benchmarks import runs
 
 FLAGS = flags.FLAGS
+flags.DEFINE_list("agent", ["apex_dqn"], "Agents to train (names in agents/registry.py), each "
+                  "on every seed.")
 flags.DEFINE_string("data", "synthetic:ou", "Market: synthetic:ou or an OHLCV CSV path (apex.py's --data).")
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds; on a synthetic process each seed "
                   "also draws its own train/validation/test paths.")
@@ -40,8 +46,8 @@ METRICS = ("total_return", "sharpe", "max_drawdown")
 
 
 def evaluate_references(run: runs.Run, seed: int) -> dict[str, dict]:
-    """Median test metrics of the agent (the run's own test evaluation) and the references,
-    each reference run on a fresh eval env of every test market of the run."""
+    """Median test metrics of the references, each run on a fresh eval env of every test
+    market of `run` (every agent's run of a seed has the same markets)."""
     from environments import MarketSource, TradingEnv, median_metrics, run_episode
     from environments.metrics import buy_and_hold
 
@@ -61,22 +67,24 @@ def evaluate_references(run: runs.Run, seed: int) -> dict[str, dict]:
         references["mean_reversion_rule"] = [
             run_episode(env, runs.mean_reversion_rule(env, FLAGS.rule_threshold),
                         periods_per_year=periods) for env in fresh_envs()]
-    results = {"agent": {key: run.summary["test"][key] for key in METRICS}}
-    results.update({name: median_metrics(per_market) for name, per_market in references.items()})
+    results = {name: median_metrics(per_market) for name, per_market in references.items()}
     results["_equity"] = {name: per_market[0] for name, per_market in references.items()}
     return results
 
 
-def plot(out: pathlib.Path, seed_runs, seed_results) -> list[pathlib.Path]:
+def plot(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Path]:
+    """Validation/test learning curves of each agent, and test equity curves of every seed."""
+    paths = [plot_curves(out / f"learning_curves_{agent}.png", agent, seed_runs, seed_results)
+             for agent, seed_runs in agent_runs.items()]
+    return paths + plot_equity(out, agent_runs, seed_results)
+
+
+def plot_curves(curve_path: pathlib.Path, agent: str, seed_runs, seed_results) -> pathlib.Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from environments import TradingEnv, run_episode
-    from environments import MarketSource
-
-    curve_path = out / "learning_curves.png"
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for seed, run in seed_runs.items():
         validation, test = run.eval_curve("sharpe"), run.eval_curve("test_sharpe")
@@ -95,21 +103,32 @@ def plot(out: pathlib.Path, seed_runs, seed_results) -> list[pathlib.Path]:
     bottom.set_ylabel("test Sharpe (reported only)")
     bottom.set_xlabel("learner steps (dotted: the step selected on validation; dashed: the rule on test)")
     top.legend(fontsize=8)
-    figure.suptitle(f"Ape-X DQN, apex.py defaults, {FLAGS.data}")
+    figure.suptitle(f"{agent}, apex.py defaults, {FLAGS.data}")
     figure.tight_layout()
     figure.savefig(curve_path, dpi=100)
     plt.close(figure)
+    return curve_path
 
-    paths = [curve_path]
+
+def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from environments import MarketSource, TradingEnv, run_episode
+
+    paths = []
     for seed, results in seed_results.items():
-        run = seed_runs[seed]
-        source = MarketSource(**run.summary["market"])
-        env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
-        env = TradingEnv(source.split("test")[0], mode="eval", **env_kwargs)
-        agent = run_episode(env, runs.greedy_policy(run, env))
+        first = next(iter(agent_runs.values()))[seed]
+        source = MarketSource(**first.summary["market"])
+        env_kwargs = dict(first.summary["env"], positions=tuple(first.summary["env"]["positions"]))
         path = out / f"equity_seed{seed}.png"
         figure, axis = plt.subplots(figsize=(8, 4))
-        axis.plot(agent["timestamps"], agent["portfolio_values"], label="agent", lw=1)
+        for agent, seed_runs in agent_runs.items():
+            env = TradingEnv(source.split("test")[0], mode="eval", **env_kwargs)
+            curve = run_episode(env, runs.greedy_policy(seed_runs[seed], env))
+            axis.plot(curve["timestamps"], curve["portfolio_values"], label=agent, lw=1)
         for name, result in results["_equity"].items():
             axis.plot(result["timestamps"], result["portfolio_values"], label=name, lw=1)
         axis.set_yscale("log")  # years of compounding: a line per constant growth rate
@@ -130,26 +149,31 @@ def main(argv) -> None:
     out = pathlib.Path(FLAGS.out or runs.REPO_ROOT / "benchmarks" / "out" /
                        f"learning_{time.strftime('%Y%m%d_%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    seed_runs, seed_results, rows = {}, {}, []
+    agents = list(FLAGS.agent)
+    agent_runs = {agent: {} for agent in agents}  # agent -> seed -> Run
+    seed_results, rows = {}, []
     for seed in map(int, FLAGS.seeds):
         flags_ = [f"--data={FLAGS.data}", f"--seed={seed}", f"--max_seconds={FLAGS.seconds}",
                   "--report_test_curve", *FLAGS.apex_flags]
-        run = runs.run_apex(out / f"seed{seed}", flags_, timeout_s=FLAGS.seconds + 300)
-        results = evaluate_references(run, seed)
-        seed_runs[seed], seed_results[seed] = run, results
-        validation = run.summary["validation"]
+        results = {}
+        for agent in agents:
+            workdir = out / (f"seed{seed}" if agents == ["apex_dqn"] else f"{agent}_seed{seed}")
+            run = runs.run_apex(workdir, [*flags_, f"--agent={agent}"], timeout_s=FLAGS.seconds + 300)
+            agent_runs[agent][seed] = run
+            results[agent] = {key: run.summary["test"][key] for key in METRICS}
+        results.update(evaluate_references(agent_runs[agents[0]][seed], seed))
+        seed_results[seed] = results
         for name, result in results.items():
             if name.startswith("_"):
                 continue
-            agent = name == "agent"
+            validation = agent_runs[name][seed].summary["validation"] if name in agents else {}
             rows.append([seed, name, result["total_return"], result["sharpe"], result["max_drawdown"],
-                         validation["best_sharpe"] if agent else None,
-                         validation["learner_steps"] if agent else None,
-                         run.summary["learner_steps"] if agent else None])
+                         validation.get("best_sharpe"), validation.get("learner_steps"),
+                         agent_runs[name][seed].summary["learner_steps"] if name in agents else None])
 
-    markets = next(iter(seed_runs.values())).summary["test"]["num_markets"]
+    markets = agent_runs[agents[0]][int(FLAGS.seeds[0])].summary["test"]["num_markets"]
     print(f"\nTest markets of {FLAGS.data} (median of {markets} per seed), {FLAGS.seconds:g} s of "
-          "training per seed, apex.py defaults; the agent's parameters were selected on validation:")
+          "training per seed and agent, apex.py defaults; parameters selected on validation:")
     table = runs.print_table(["seed", "policy", "total return", "Sharpe", "max drawdown",
                               "validation Sharpe", "selected step", "learner steps"], rows)
     names = [name for name in next(iter(seed_results.values())) if not name.startswith("_")]
@@ -159,17 +183,18 @@ def main(argv) -> None:
     median_table = runs.print_table(["policy", "total return", "Sharpe", "max drawdown"],
                                     [[name, *median[name].values()] for name in names])
     verdicts = []
-    beats = [r["agent"]["sharpe"] > max(r["buy_and_hold"]["sharpe"], r["random"]["sharpe"])
-             for r in seed_results.values()]
-    verdicts.append(f"agent above buy-and-hold and random on every seed: "
-                    f"{'yes' if all(beats) else 'NO'} ({sum(beats)} of {len(beats)})")
-    if "mean_reversion_rule" in names:
-        agent, rule = median["agent"]["sharpe"], median["mean_reversion_rule"]["sharpe"]
-        verdicts.append(f"agent / rule Sharpe (medians over seeds): {agent / rule:.2f} (target >= "
-                        f"{FLAGS.target:.2f}): {'met' if agent >= FLAGS.target * rule else 'NOT met'}")
+    for agent in agents:
+        beats = [r[agent]["sharpe"] > max(r["buy_and_hold"]["sharpe"], r["random"]["sharpe"])
+                 for r in seed_results.values()]
+        verdicts.append(f"{agent} above buy-and-hold and random on every seed: "
+                        f"{'yes' if all(beats) else 'NO'} ({sum(beats)} of {len(beats)})")
+        if "mean_reversion_rule" in names:
+            sharpe, rule = median[agent]["sharpe"], median["mean_reversion_rule"]["sharpe"]
+            verdicts.append(f"{agent} / rule Sharpe (medians over seeds): {sharpe / rule:.2f} (target >= "
+                            f"{FLAGS.target:.2f}): {'met' if sharpe >= FLAGS.target * rule else 'NOT met'}")
     for line in verdicts:
         print(line)
-    paths = plot(out, seed_runs, seed_results)
+    paths = plot(out, agent_runs, seed_results)
     (out / "results.md").write_text(table + "\n\n" + median_table + "\n\n" + "\n".join(verdicts) + "\n")
     print("plots:", *map(str, paths), sep="\n  ")
 

@@ -12,11 +12,12 @@ import sys
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def apex_dqn_tables(config, spec):
-    """The Ape-X DQN builder's tables (a module-level function, so a spawned child can import it)."""
-    from agents.apex_dqn import builder
+def agent_tables(agent, config, spec):
+    """The tables of the agent registered as `agent` (agents/registry.py); a module-level
+    function, so that a spawned child can import it."""
+    from agents.registry import get_builder
 
-    return builder.make_replay_tables(config, spec)
+    return get_builder(agent).make_replay_tables(config, spec)
 
 
 def _serve(make_tables, args, ready, stop) -> None:
