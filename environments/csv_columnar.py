@@ -39,6 +39,7 @@ def read(path: str, delimiter: str, layout: CsvLayout,
         numbers.append(names[layout.volume_index])
     times = [names[i] for i in layout.time_index]
     types = {name: pa.float64() for name in numbers} | {name: pa.string() for name in times}
+    wanted = list(dict.fromkeys(numbers + times))
     try:
         table = pa_csv.read_csv(
             path,
@@ -46,8 +47,7 @@ def read(path: str, delimiter: str, layout: CsvLayout,
             # a quoted field may hold a line break: pyarrow must then not split blocks at any
             # line break (slower, so only for files with quotes)
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=quoted),
-            convert_options=pa_csv.ConvertOptions(column_types=types,
-                                                  include_columns=list(dict.fromkeys(numbers + times))),
+            convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=wanted),
         )
     except (pa.ArrowException, OSError):  # wrong field counts, text in a number column, ...
         return None

@@ -96,8 +96,9 @@ def source_key(csv_path: str, date_format: str | None) -> dict:
                                  + [(stat.st_size - _END_BYTES, _END_BYTES)]):
                 file.seek(offset)
                 sample.update(file.read(size))
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sample_blake2b": sample.hexdigest(),
-            "date_format": date_format, "format_version": FORMAT_VERSION, "code": _code_version()}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "sample_blake2b": sample.hexdigest(), "date_format": date_format,
+            "format_version": FORMAT_VERSION, "code": _code_version()}
 
 
 _code_digest: str | None = None

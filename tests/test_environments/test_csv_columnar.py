@@ -28,7 +28,8 @@ def both_readers(path):
     "timestamp,open,high,low,close\n2020-01-02T09:30:00.25,1,2,0.5,1\n2020-01-02 09:31,1,2,0.5,1\n",
     "timestamp,open,high,low,close\n1577923200,1,2,0.5,1\n1577923260,1,2,0.5,1\n",
     "timestamp,open,high,low,close\n1577923200000,1,2,0.5,1\n1577923260000,1,2,0.5,1\n",
-    "date,time,open,high,low,close,volume\n2020-01-02,09:30,1,2,0.5,1,7\n2020-01-02,09:31,1,2,1e-1,1,0\n",
+    "date,time,open,high,low,close,volume\n"
+    "2020-01-02,09:30,1,2,0.5,1,7\n2020-01-02,09:31,1,2,1e-1,1,0\n",
     'date,open,high,low,close,note\n2020-01-02,1,2,0.5,1,"two\nlines"\n2020-01-03,1,2,.5,1,x\n',
 ], ids=["yahoo", "semicolon", "tab-crlf", "bom-blank-quoted", "iso-times", "epoch-s", "epoch-ms",
         "date-and-time", "quoted-line-break"])
