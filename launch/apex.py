@@ -57,6 +57,9 @@ flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), 
                     "path of an OHLCV CSV file, a folder of CSV files or a quoted glob pattern "
                     "such as 'bars/*.csv' (one market per file; each split chronologically).")
 flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
+flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data_cache.py): 'off', or "
+                    "a folder every node can write or read; default: $APEX_DATA_CACHE, else "
+                    "beside the CSV when writable, else ~/.cache/apex-trader.")
 flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
 flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
 flags.DEFINE_integer("validation_paths", 4, "Held-out synthetic paths for model selection.")
@@ -233,7 +236,7 @@ def check_flags() -> Setup:
     market = MarketSource(
         FLAGS.data, FLAGS.date_format, FLAGS.synthetic_steps, FLAGS.synthetic_paths,
         FLAGS.validation_paths, FLAGS.test_paths, FLAGS.seed, FLAGS.train_fraction,
-        FLAGS.validation_fraction)
+        FLAGS.validation_fraction, FLAGS.data_cache)
     try:
         splits = market.load()
     except FileNotFoundError as error:
