@@ -114,37 +114,41 @@ class SequenceAdder(core.Adder):
     ) -> None:
         """Records one step of every env in env_mask ([B] arrays; next_observation [B, ...]);
         creates the items it completes and blocks while the table admits no more."""
-        touched = []
+        created = []  # envs that created an item: only their writers can have more in flight
         for b in self._env_indices(env_mask):
             if self._observations[b] is None:
                 raise RuntimeError(f"SequenceAdder.add: env {b} has no observation; call add_first first")
             ended = bool(terminated[b]) or bool(truncated[b])
-            self._append(b, dict(
+            items = self._append(b, dict(
                 observation=self._observations[b], action=np.int32(action[b]),
                 reward=np.float32(reward[b]), discount=np.float32(0.0 if terminated[b] else 1.0),
                 behaviour_log_prob=np.float32(behaviour_log_prob[b]), valid=True,
             ))
             if ended:  # the final observation: bootstrap value only, never learned
-                self._append(b, dict(
+                items += self._append(b, dict(
                     observation=next_observation[b], action=np.int32(0), reward=np.float32(0.0),
                     discount=np.float32(0.0), behaviour_log_prob=np.float32(0.0), valid=False,
                 ))
                 self._observations[b] = None
             else:
                 self._observations[b] = next_observation[b]
-            touched.append(b)
-        for b in touched:
+            if items:
+                created.append(b)
+        for b in created:
             self._wait_for_room(self._writers[b])
 
-    def _append(self, b: int, row: dict[str, Any]) -> None:
+    def _append(self, b: int, row: dict[str, Any]) -> int:
+        """Appends one row to env b's stream; returns the number of items it created (0 or 1)."""
         writer = self._writers[b]
         writer.append(row)
         self._rows[b] += 1
         T = self._layout.sequence_length
-        if self._rows[b] >= T and (self._rows[b] - T) % (T - 1) == 0:
-            item = {column: writer.history[column][-T:] for column in COLUMNS}
-            writer.create_item(self._table, 1.0, item)
-            self.items_written += 1
+        if self._rows[b] < T or (self._rows[b] - T) % (T - 1):
+            return 0
+        item = {column: writer.history[column][-T:] for column in COLUMNS}
+        writer.create_item(self._table, 1.0, item)
+        self.items_written += 1
+        return 1
 
     def _wait_for_room(self, writer: Any) -> None:
         try:

@@ -2,7 +2,8 @@
 
 One jitted call per step gives the actions and log mu(a|x) of the behaviour policy (the
 parameters the actor holds); the sequence adder stores both, so the learner can correct for
-the policy lag with V-trace.
+the policy lag with V-trace. The call for the next observation is dispatched before the
+adder writes the step, so the network and the writers work at the same time.
 """
 
 from typing import Any, Callable
@@ -51,6 +52,7 @@ class ImpalaActor(core.Actor):
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
         self._actions: np.ndarray | None = None  # [B]
         self._log_prob: np.ndarray | None = None  # [B] log mu(action | observation)
+        self._dispatched: tuple[np.ndarray, Any] | None = None  # (observation, its pending call)
 
     @property
     def items_written(self) -> int:
@@ -62,10 +64,17 @@ class ImpalaActor(core.Actor):
 
     def select_action(self, observation: np.ndarray) -> np.ndarray:
         if observation is not self._observation:
-            actions, log_prob, self._rng = self._sample(self._variable_client.params, observation, self._rng)
+            if self._dispatched is None or observation is not self._dispatched[0]:
+                self._dispatch(observation)  # e.g. the first observation of a run
+            actions, log_prob, self._rng = self._dispatched[1]
+            self._dispatched = None
             self._observation = observation
             self._actions, self._log_prob = np.asarray(actions), np.asarray(log_prob)
         return self._actions
+
+    def _dispatch(self, observation: np.ndarray) -> None:
+        """Starts the policy call for `observation` (jax runs it asynchronously)."""
+        self._dispatched = (observation, self._sample(self._variable_client.params, observation, self._rng))
 
     def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
         if self._adder is None:
@@ -84,6 +93,7 @@ class ImpalaActor(core.Actor):
         if action is not self._actions and not np.array_equal(action, self._actions):
             raise ValueError("ImpalaActor.observe: the actions must be the ones select_action returned "
                              "(their behaviour log-probabilities are stored with them)")
+        self._dispatch(next_observation)  # runs while the adder writes this step
         scaled_reward = np.asarray(reward) * self._reward_scale  # [B]
         self._adder.add(action, scaled_reward, next_observation, terminated, truncated, env_mask,
                         behaviour_log_prob=self._log_prob)
