@@ -38,7 +38,11 @@ def read(path: str, delimiter: str, layout: CsvLayout,
     if layout.volume_index is not None:
         numbers.append(names[layout.volume_index])
     times = [names[i] for i in layout.time_index]
-    types = {name: pa.float64() for name in numbers} | {name: pa.string() for name in times}
+    # One ISO 8601 column (judged by the first row, as the row reader judges it) is parsed to
+    # timestamps by pyarrow while it reads; anything else is read as text and parsed after.
+    iso = len(times) == 1 and bool(_ISO_RE.match(_first_stamp(path, delimiter, layout)))
+    types = {name: pa.float64() for name in numbers} | {
+        name: pa.timestamp("ns") if iso else pa.string() for name in times}
     wanted = list(dict.fromkeys(numbers + times))
     try:
         table = pa_csv.read_csv(
@@ -76,6 +80,8 @@ def _timestamps(parts: list[pa.ChunkedArray]) -> np.ndarray | None:
     a space), or None unless the row reader would read every row the same way: ISO 8601
     when the first row matches _ISO_RE (pyarrow parses a subset of the strings numpy parses,
     to the same instant), epoch digits in the unit of the first row's length otherwise."""
+    if pa.types.is_timestamp(parts[0].type):  # parsed as ISO 8601 while reading
+        return _to_numpy(parts[0])
     stamps = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
     first = stamps[0].as_py()
     if _ISO_RE.match(first):
@@ -96,6 +102,18 @@ def _timestamps(parts: list[pa.ChunkedArray]) -> np.ndarray | None:
             return None
         return (counts * per_unit).view("datetime64[ns]")
     return None  # strptime formats and UTC offsets: the row reader
+
+
+def _first_stamp(path: str, delimiter: str, layout: CsvLayout) -> str:
+    """The timestamp field of the first data row, as it is in the file ("" when none)."""
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file, delimiter=delimiter)
+        next(reader)  # the header
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):
+                index = layout.time_index[0]
+                return record[index] if index < len(record) else ""
+    return ""
 
 
 def _scan(path: str) -> tuple[bool, bool]:
