@@ -212,7 +212,8 @@ class ApexDQNLearner(core.Learner):
         with self._lock:
             self._published = (self._state.params, version)
         self._send_priorities(batch.keys, priorities)
-        metrics = {f"learner/{name}": float(value[0]) for name, value in extra.metrics.items()}
+        host_metrics = jax.device_get(extra.metrics)  # one transfer for all metrics
+        metrics = {f"learner/{name}": float(value[0]) for name, value in host_metrics.items()}
         metrics["learner/steps"] = float(version)
         return metrics
 

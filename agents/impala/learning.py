@@ -172,6 +172,7 @@ class ImpalaLearner(core.Learner):
         version = int(self._published[1]) + 1
         with self._lock:
             self._published = (self._state.params, version)
+        metrics = jax.device_get(metrics)  # one transfer for all metrics ([devices] each, equal)
         metrics = {f"learner/{name}": float(value[0]) for name, value in metrics.items()}
         metrics["learner/steps"] = float(version)
         return metrics
