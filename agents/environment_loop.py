@@ -1,5 +1,6 @@
 """Runs an actor on a gymnasium VectorEnv (next-step autoreset) and reports namespaced metrics."""
 
+import contextlib
 import threading
 import time
 from typing import Callable
@@ -54,11 +55,23 @@ class EnvironmentLoop(core.Worker):
         target = None if num_env_steps is None else self.env_steps + num_env_steps
         observation, _ = env.reset(seed=self._seed)
         actor.observe_first(observation)
+        self._finished_returns: list[float] = []  # episode returns since the last report
+        self._last_log_time, self._last_log_steps = time.monotonic(), self.env_steps
+        try:
+            self._loop(env, actor, observation, target)
+        except BaseException:
+            # What the actor did is reported also when it raised (e.g. its replay closed under
+            # a blocked insert while the program stops); the original error is the one raised.
+            with contextlib.suppress(Exception):
+                self._report_since_last_log()
+            raise
+        self._report_since_last_log()
+        return self.metrics
+
+    def _loop(self, env, actor, observation, target) -> None:
         num_envs = observation.shape[0]
         resetting = np.zeros(num_envs, bool)  # envs whose next step only resets them
         episode_returns = np.zeros(num_envs, np.float64)
-        finished_returns: list[float] = []
-        last_log_time, last_log_steps = time.monotonic(), self.env_steps
         while not self._should_stop() and (target is None or self.env_steps < target):
             actions = actor.select_action(observation)
             next_observation, reward, terminated, truncated, _ = env.step(actions)
@@ -68,19 +81,20 @@ class EnvironmentLoop(core.Worker):
                 actor.observe_first(next_observation, env_mask=resetting)
             episode_returns += np.where(stepped, reward, 0.0)
             resetting = stepped & (np.asarray(terminated) | np.asarray(truncated))
-            finished_returns.extend(episode_returns[resetting].tolist())
+            self._finished_returns.extend(episode_returns[resetting].tolist())
             episode_returns[resetting] = 0.0
             self.episodes += int(resetting.sum())
             self.env_steps += int(stepped.sum())
             observation = next_observation
             actor.update()
-            now = time.monotonic()
-            if now - last_log_time >= self._log_every_s:
-                self._report(now - last_log_time, self.env_steps - last_log_steps, finished_returns)
-                finished_returns = []
-                last_log_time, last_log_steps = now, self.env_steps
-        self._report(time.monotonic() - last_log_time, self.env_steps - last_log_steps, finished_returns)
-        return self.metrics
+            if time.monotonic() - self._last_log_time >= self._log_every_s:
+                self._report_since_last_log()
+
+    def _report_since_last_log(self) -> None:
+        now = time.monotonic()
+        self._report(now - self._last_log_time, self.env_steps - self._last_log_steps, self._finished_returns)
+        self._finished_returns = []
+        self._last_log_time, self._last_log_steps = now, self.env_steps
 
     def _report(self, elapsed_s: float, new_env_steps: int, finished_returns: list[float]) -> None:
         label = self._label

@@ -60,3 +60,26 @@ def test_stops_when_the_event_is_set():
     metrics = EnvironmentLoop(env, actor, should_stop=stop).run()
     assert len(actor.calls) == 4
     assert metrics["actor/env_steps"] == 3 * 3
+
+
+def test_an_actor_that_raises_still_gets_its_steps_reported():
+    """A stopping program closes the replay under a blocked actor, whose observe then raises:
+    the steps it made must reach the logger (the run's summary counts them), and the error
+    must be the one raised."""
+
+    class FailingActor(RecordingActor):
+        def observe(self, *args, **kwargs):
+            if sum(call[0] == "step" for call in self.calls) == 3:
+                raise RuntimeError("replay closed")
+            super().observe(*args, **kwargs)
+
+    reports = []
+    env = testing.make_vector_env(testing.CountingEnv, num_envs=2, episode_length=10)
+    loop = EnvironmentLoop(env, FailingActor(), label="actor_0", logger=reports.append, log_every_s=1e9)
+    try:
+        loop.run()
+    except RuntimeError as error:
+        assert str(error) == "replay closed"
+    else:
+        raise AssertionError("the actor's error was swallowed")
+    assert reports and reports[-1]["actor_0/env_steps"] == 6.0  # 3 steps of 2 envs
