@@ -164,7 +164,7 @@ class NStepAdder(core.Adder):
 
     def add_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
         """Starts episodes: observation [B, ...] of the envs where env_mask is True."""
-        for b in self._env_indices(env_mask):
+        for b in env_indices(env_mask, self._num_envs):
             writer = self._writers[b]
             self._episode_steps[b] = 0
             if self._layout.frame_window is None:
@@ -287,10 +287,6 @@ class NStepAdder(core.Adder):
         close_writers(self._client, self._writers, timeout_ms, self._server_gone)
         self._writers = []
 
-    def _env_indices(self, env_mask: np.ndarray | None) -> np.ndarray:
-        if env_mask is None:
-            return np.arange(self._num_envs)
-        return np.flatnonzero(env_mask)
 
 
 def wait_for_room(client: reverb.Client, writer: Any, max_in_flight_items: int) -> None:
@@ -320,3 +316,10 @@ def close_writers(client: reverb.Client, writers: list[Any], timeout_ms: int, se
         pass
     for writer in writers:
         writer.close()
+
+
+def env_indices(env_mask: np.ndarray | None, num_envs: int) -> np.ndarray:
+    """Indices of the envs an adder call applies to: all of them when env_mask is None."""
+    if env_mask is None:
+        return np.arange(num_envs)
+    return np.flatnonzero(env_mask)

@@ -31,7 +31,7 @@ import reverb
 import tensorflow as tf
 
 from agents import core
-from agents.adders import close_writers, wait_for_room
+from agents.adders import close_writers, env_indices, wait_for_room
 
 COLUMNS = ("observation", "action", "reward", "discount", "behaviour_log_prob", "valid")
 
@@ -98,7 +98,7 @@ class SequenceAdder(core.Adder):
 
     def add_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
         """Starts episodes: observation [B, ...] of the envs where env_mask is True."""
-        for b in self._env_indices(env_mask):
+        for b in env_indices(env_mask, self._num_envs):
             self._observations[b] = observation[b]
 
     def add(
@@ -115,7 +115,7 @@ class SequenceAdder(core.Adder):
         """Records one step of every env in env_mask ([B] arrays; next_observation [B, ...]);
         creates the items it completes and blocks while the table admits no more."""
         created = []  # envs that created an item: only their writers can have more in flight
-        for b in self._env_indices(env_mask):
+        for b in env_indices(env_mask, self._num_envs):
             if self._observations[b] is None:
                 raise RuntimeError(f"SequenceAdder.add: env {b} has no observation; call add_first first")
             ended = bool(terminated[b]) or bool(truncated[b])
@@ -172,8 +172,3 @@ class SequenceAdder(core.Adder):
         """Sends what is left (at most timeout_ms in all) and closes the writers."""
         close_writers(self._client, self._writers, timeout_ms, self._server_gone)
         self._writers = []
-
-    def _env_indices(self, env_mask: np.ndarray | None) -> np.ndarray:
-        if env_mask is None:
-            return np.arange(self._num_envs)
-        return np.flatnonzero(env_mask)

@@ -1,7 +1,6 @@
 """Ape-X DQN learner: double-DQN n-step loss with prioritized replay, pmapped over local devices."""
 
 import concurrent.futures
-import threading
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
@@ -10,11 +9,9 @@ import numpy as np
 import optax
 import reverb
 
-from agents import core
 from agents.adders import TransitionLayout
+from agents.pmap_learner import DEVICE_AXIS, PmapLearner  # noqa: F401  (DEVICE_AXIS: the axis sgd_step averages over)
 from agents.replay import ReplayBatch
-
-DEVICE_AXIS = "devices"
 
 
 class LearnerState(NamedTuple):
@@ -169,7 +166,7 @@ def to_device_batch(batch: ReplayBatch, num_devices: int) -> Batch:
     )
 
 
-class ApexDQNLearner(core.Learner):
+class ApexDQNLearner(PmapLearner):
     """Samples batches, runs the pmapped update, sends new priorities back, serves params.
 
     `get_variables` may be called from any thread; it serves the parameters of the last
@@ -185,37 +182,21 @@ class ApexDQNLearner(core.Learner):
         table: str,
         devices: list[jax.Device] | None = None,
     ):
-        self._devices = devices or jax.local_devices()
-        self._sgd_step = jax.pmap(sgd_step, axis_name=DEVICE_AXIS, devices=self._devices)
+        super().__init__(sgd_step, initial_state, devices)
         self._iterator = iterator
         self._client = replay_client
         self._table = table
-        self._state = jax.device_put_replicated(initial_state, self._devices)
-        self._lock = threading.Lock()
-        self._published = (self._state.params, 0)  # (replicated params, version)
-        self._host_params: tuple[int, Any] | None = None
         # New priorities are sent in the background while the next update runs.
         self._priority_writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mutate_priorities")
         self._pending_priorities: concurrent.futures.Future | None = None
 
-    @property
-    def num_devices(self) -> int:
-        return len(self._devices)
-
     def step(self) -> dict[str, float]:
         batch = next(self._iterator)
-        if batch.keys.shape[0] % self.num_devices:
-            raise ValueError(f"batch size {batch.keys.shape[0]} is not divisible by {self.num_devices} devices")
-        self._state, extra = self._sgd_step(self._state, to_device_batch(batch, self.num_devices))
+        self._check_divisible(batch.keys.shape[0])
+        extra, version = self._update(to_device_batch(batch, self.num_devices))
         priorities = np.asarray(extra.priorities, np.float64).reshape(-1)  # [B], waits for the update
-        version = int(self._published[1]) + 1
-        with self._lock:
-            self._published = (self._state.params, version)
         self._send_priorities(batch.keys, priorities)
-        host_metrics = jax.device_get(extra.metrics)  # one transfer for all metrics
-        metrics = {f"learner/{name}": float(value[0]) for name, value in host_metrics.items()}
-        metrics["learner/steps"] = float(version)
-        return metrics
+        return self._host_metrics(extra.metrics, version)
 
     def _send_priorities(self, keys: np.ndarray, priorities: np.ndarray) -> None:
         if self._pending_priorities is not None:
@@ -230,30 +211,6 @@ class ApexDQNLearner(core.Learner):
         if self._pending_priorities is not None:
             self._pending_priorities.result()
             self._pending_priorities = None
-
-    def get_variables(self, names: list[str]) -> list[Any]:
-        with self._lock:
-            replicated_params, version = self._published
-        values = {"version": version}
-        if "params" in names:
-            cached = self._host_params
-            if cached is None or cached[0] != version:
-                cached = (version, jax.device_get(jax.tree.map(lambda x: x[0], replicated_params)))
-                self._host_params = cached
-            values["params"] = cached[1]
-        unknown = [name for name in names if name not in values]
-        if unknown:
-            raise KeyError(f"ApexDQNLearner.get_variables: unknown names {unknown}, expected 'params' or 'version'")
-        return [values[name] for name in names]
-
-    def save(self) -> dict[str, Any]:
-        state = jax.device_get(jax.tree.map(lambda x: x[0], self._state))
-        return {"state": state, "version": self._published[1]}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self._state = jax.device_put_replicated(state["state"], self._devices)
-        with self._lock:
-            self._published = (self._state.params, int(state["version"]))
 
     def close(self) -> None:
         self.flush_priorities()

@@ -18,7 +18,6 @@ only holds an episode's final observation (valid False) gets rho = 0: no loss, a
 stops there while its V(x) still bootstraps the row before it. V-trace itself is rlax's.
 """
 
-import threading
 from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
@@ -27,10 +26,8 @@ import numpy as np
 import optax
 import rlax
 
-from agents import core
+from agents.pmap_learner import DEVICE_AXIS, PmapLearner  # noqa: F401  (DEVICE_AXIS: the axis sgd_step averages over)
 from agents.replay import ReplayBatch
-
-DEVICE_AXIS = "devices"
 
 
 class LearnerState(NamedTuple):
@@ -135,12 +132,9 @@ def init_state(init_params: Callable[[jax.Array], Any], optimizer: optax.Gradien
     return LearnerState(params, optimizer.init(params), jnp.zeros([], jnp.int32))
 
 
-class ImpalaLearner(core.Learner):
-    """Takes batches of sequences from the queue, runs the pmapped update, serves params.
-
-    `get_variables` may be called from any thread; it serves the parameters of the last
-    finished update without waiting for the one in progress.
-    """
+class ImpalaLearner(PmapLearner):
+    """Takes batches of sequences from the queue and runs the pmapped update (PmapLearner
+    serves, saves and restores the parameters)."""
 
     def __init__(
         self,
@@ -149,54 +143,14 @@ class ImpalaLearner(core.Learner):
         iterator: Iterator[ReplayBatch],
         devices: list[jax.Device] | None = None,
     ):
-        self._devices = devices or jax.local_devices()
-        self._sgd_step = jax.pmap(sgd_step, axis_name=DEVICE_AXIS, devices=self._devices)
+        super().__init__(sgd_step, initial_state, devices)
         self._iterator = iterator
-        self._state = jax.device_put_replicated(initial_state, self._devices)
-        self._lock = threading.Lock()
-        self._published = (self._state.params, 0)  # (replicated params, version)
-        self._host_params: tuple[int, Any] | None = None
-
-    @property
-    def num_devices(self) -> int:
-        return len(self._devices)
 
     def step(self) -> dict[str, float]:
         batch = next(self._iterator)
         size = batch.keys.shape[0]
-        if size % self.num_devices:
-            raise ValueError(f"batch size {size} is not divisible by {self.num_devices} devices")
+        self._check_divisible(size)
         data = {name: value.reshape(self.num_devices, size // self.num_devices, *value.shape[1:])
                 for name, value in batch.data.items()}  # [devices, B / devices, T, ...]
-        self._state, metrics = self._sgd_step(self._state, data)
-        version = int(self._published[1]) + 1
-        with self._lock:
-            self._published = (self._state.params, version)
-        metrics = jax.device_get(metrics)  # one transfer for all metrics ([devices] each, equal)
-        metrics = {f"learner/{name}": float(value[0]) for name, value in metrics.items()}
-        metrics["learner/steps"] = float(version)
-        return metrics
-
-    def get_variables(self, names: list[str]) -> list[Any]:
-        with self._lock:
-            replicated_params, version = self._published
-        values = {"version": version}
-        if "params" in names:
-            cached = self._host_params
-            if cached is None or cached[0] != version:
-                cached = (version, jax.device_get(jax.tree.map(lambda x: x[0], replicated_params)))
-                self._host_params = cached
-            values["params"] = cached[1]
-        unknown = [name for name in names if name not in values]
-        if unknown:
-            raise KeyError(f"ImpalaLearner.get_variables: unknown names {unknown}, expected 'params' or 'version'")
-        return [values[name] for name in names]
-
-    def save(self) -> dict[str, Any]:
-        state = jax.device_get(jax.tree.map(lambda x: x[0], self._state))
-        return {"state": state, "version": self._published[1]}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self._state = jax.device_put_replicated(state["state"], self._devices)
-        with self._lock:
-            self._published = (self._state.params, int(state["version"]))
+        metrics, version = self._update(data)
+        return self._host_metrics(metrics, version)
