@@ -1,11 +1,19 @@
-"""What every agent's config.py shares: range checks of dataclass fields and named presets.
+"""What every agent's config.py shares: range checks of dataclass fields, named presets, and
+the parser of "key=value,..." overrides (the launcher's --agent_config).
 
 Imports nothing heavy (launch/ checks flags with it before jax, TensorFlow or Reverb load).
 """
 
+import ast
 import dataclasses
 import math
+import types
+import typing
 from typing import Any, Callable
+
+class ConfigError(ValueError):
+    """An override that cannot be a value of its field; the message names the setting."""
+
 
 Ranges = dict[str, tuple[Callable[[Any], bool], str]]  # field -> (check, what is expected)
 
@@ -50,3 +58,74 @@ def from_preset(agent: str, config_class: type, presets: dict[str, dict], preset
         if isinstance(value, list) and "tuple" in str(fields[name].type):
             settings[name] = tuple(value)
     return config_class(**settings)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Splits at commas outside brackets: "a=1,b=(2,3)" -> ["a=1", "b=(2,3)"]."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in parts + [current] if part.strip()]
+
+
+def parse_overrides(text: str, config_class: Any) -> dict[str, Any]:
+    """"key=value,..." (the launcher's --agent_config), each value converted by the type of its
+    field of `config_class` (a dataclass): batch_size=64,hidden_sizes=(64,64),samples_per_insert=None.
+    ConfigError names the setting, the text and what was expected."""
+    hints = typing.get_type_hints(config_class)
+    overrides = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"{item!r} is not key=value")
+        if key not in hints:
+            raise ConfigError(f"unknown setting {key!r}; expected one of {sorted(hints)}")
+        overrides[key] = _convert(key, value, hints[key])
+    return overrides
+
+
+def _convert(key: str, text: str, hint: Any) -> Any:
+    """`text` as a value of type `hint` (int, float, str, bool, tuple[int, ...], X | None)."""
+    expected = getattr(hint, "__name__", None) or str(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if text == "None" and len(options) < len(typing.get_args(hint)):
+            return None
+        hint, expected = options[0], " or ".join(
+            getattr(o, "__name__", str(o)) for o in typing.get_args(hint))
+    if hint is str:
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = _NOT_A_LITERAL
+    if typing.get_origin(hint) is tuple:
+        item_type = typing.get_args(hint)[0]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if isinstance(value, (tuple, list)) and all(_is(item, item_type) for item in value):
+            return tuple(value)
+        raise ConfigError(f"{key}={text!r}: expected a tuple of {item_type.__name__}, "
+                          f"e.g. {key}=(64,64)")
+    if _is(value, hint):
+        return hint(value)
+    raise ConfigError(f"{key}={text!r}: expected {expected}")
+
+
+_NOT_A_LITERAL = object()
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)

@@ -23,15 +23,12 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.join(REPO_ROOT, "
 elif REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import ast  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
-import types  # noqa: E402
-import typing  # noqa: E402
 from typing import Any  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -113,77 +110,6 @@ class Setup:
     annualization: str  # how the test split is annualized, for the user
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Splits at commas outside brackets: "a=1,b=(2,3)" -> ["a=1", "b=(2,3)"]."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += (char in "([{") - (char in ")]}")
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [part.strip() for part in parts + [current] if part.strip()]
-
-
-def parse_agent_config(text: str, config_class: Any) -> dict[str, Any]:
-    """--agent_config "key=value,..." converted by the type of each field of `config_class`
-    (a dataclass): batch_size=64,hidden_sizes=(64,64),samples_per_insert=None."""
-    hints = typing.get_type_hints(config_class)
-    overrides = {}
-    for item in _split_top_level(text):
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            raise UsageError(f"--agent_config: {item!r} is not key=value")
-        if key not in hints:
-            raise UsageError(f"--agent_config: unknown setting {key!r}; expected one of "
-                             f"{sorted(hints)}")
-        overrides[key] = _convert(key, value, hints[key])
-    return overrides
-
-
-def _convert(key: str, text: str, hint: Any) -> Any:
-    """`text` as a value of type `hint` (int, float, str, bool, tuple[int, ...], X | None)."""
-    expected = getattr(hint, "__name__", None) or str(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(hint) if option is not type(None)]
-        if text == "None" and len(options) < len(typing.get_args(hint)):
-            return None
-        hint, expected = options[0], " or ".join(
-            getattr(o, "__name__", str(o)) for o in typing.get_args(hint))
-    if hint is str:
-        return text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = _NOT_A_LITERAL
-    if typing.get_origin(hint) is tuple:
-        item_type = typing.get_args(hint)[0]
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = (value,)
-        if isinstance(value, (tuple, list)) and all(_is(item, item_type) for item in value):
-            return tuple(value)
-        raise UsageError(f"--agent_config: {key}={text!r}: expected a tuple of "
-                         f"{item_type.__name__}, e.g. {key}=(64,64)")
-    if _is(value, hint):
-        return hint(value)
-    raise UsageError(f"--agent_config: {key}={text!r}: expected {expected}")
-
-
-_NOT_A_LITERAL = object()
-
-
-def _is(value: Any, kind: Any) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
 def check_flags() -> Setup:
     """Validates every flag (loading the data and building the envs of each split)."""
     counts = {"num_actors": 1, "envs_per_actor": 1, "window": 1, "episode_length": 1,
@@ -231,6 +157,7 @@ def check_flags() -> Setup:
     from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
     from environments.metrics import infer_periods_per_year
 
+    from agents.config_checks import ConfigError, parse_overrides
     from agents.registry import get_builder, get_config_module
 
     market = MarketSource(
@@ -267,7 +194,10 @@ def check_flags() -> Setup:
         agent_config = get_config_module(FLAGS.agent)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    overrides = parse_agent_config(FLAGS.agent_config, agent_config.Config)
+    try:
+        overrides = parse_overrides(FLAGS.agent_config, agent_config.Config)
+    except ConfigError as error:
+        raise UsageError(f"--agent_config: {error}") from None
     try:
         config = agent_config.make_config(preset=FLAGS.agent_preset, **overrides)
     except (TypeError, ValueError) as error:
