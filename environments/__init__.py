@@ -4,12 +4,13 @@ Registers the gymnasium id "TradingEnv-v0"."""
 
 import gymnasium as gym
 
+from environments.csv_loader import load_csv
 from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
-from environments.market_data import (MarketData, MarketDataError, gbm_market, load_csv,
-                                      ou_market, regime_market, synthetic_market)
+from environments.market import MarketData, MarketDataError
 from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat,
                                   infer_periods_per_year, median_metrics, plot_equity, run_episode,
                                   run_episodes, trading_metrics)
+from environments.synthetic import gbm_market, ou_market, regime_market, synthetic_market
 from environments.trading import TradingEnv
 from environments.universe import MarketSource, MarketSplits, path_seed
 from environments.vector import TradingVectorEnv

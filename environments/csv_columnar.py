@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from environments.market_data import _EPOCH_RE, _EPOCH_UNITS, _ISO_RE, PRICE_COLUMNS, CsvLayout
+from environments.csv_rows import CsvLayout
+from environments.market import PRICE_COLUMNS
+from environments.timestamps import ISO_RE, epoch_unit
 
 _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _BLOCK_BYTES = 1 << 24
@@ -40,7 +42,7 @@ def read(path: str, delimiter: str, layout: CsvLayout,
     times = [names[i] for i in layout.time_index]
     # One ISO 8601 column (judged by the first row, as the row reader judges it) is parsed to
     # timestamps by pyarrow while it reads; anything else is read as text and parsed after.
-    iso = len(times) == 1 and bool(_ISO_RE.match(_first_stamp(path, delimiter, layout)))
+    iso = len(times) == 1 and bool(ISO_RE.match(_first_stamp(path, delimiter, layout)))
     types = {name: pa.float64() for name in numbers} | {
         name: pa.timestamp("ns") if iso else pa.string() for name in times}
     wanted = list(dict.fromkeys(numbers + times))
@@ -78,20 +80,20 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
 def _timestamps(parts: list[pa.ChunkedArray]) -> np.ndarray | None:
     """datetime64[ns] [T] from the timestamp column (or the date and time columns joined with
     a space), or None unless the row reader would read every row the same way: ISO 8601
-    when the first row matches _ISO_RE (pyarrow parses a subset of the strings numpy parses,
+    when the first row matches ISO_RE (pyarrow parses a subset of the strings numpy parses,
     to the same instant), epoch digits in the unit of the first row's length otherwise."""
     if pa.types.is_timestamp(parts[0].type):  # parsed as ISO 8601 while reading
         return _to_numpy(parts[0])
     stamps = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
     first = stamps[0].as_py()
-    if _ISO_RE.match(first):
+    if ISO_RE.match(first):
         try:
             return _to_numpy(pc.cast(stamps, pa.timestamp("ns")))
         except pa.ArrowException:  # e.g. month 13, a space around the stamp
             return None
-    if _EPOCH_RE.match(first):
-        unit = _EPOCH_UNITS.get(len(first), "s" if len(first) <= 10 else None)
-        if unit is None or not pc.all(pc.ascii_is_decimal(stamps)).as_py():
+    unit = epoch_unit(first)
+    if unit is not None:
+        if not pc.all(pc.ascii_is_decimal(stamps)).as_py():
             return None
         try:
             counts = _to_numpy(pc.cast(stamps, pa.int64()))

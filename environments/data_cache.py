@@ -40,7 +40,9 @@ FORMAT_VERSION = 1  # bump when what load_csv returns for a file changes
 _MAGIC = b"APEXBARS"
 _ALIGN = 64  # bytes; every array starts at a multiple of this
 _SAMPLES, _SAMPLE_BYTES, _END_BYTES = 64, 1 << 16, 1 << 20
-_CODE = ("market_data.py", "csv_columnar.py", "features.py")  # their text is part of the key
+# The reader's source files: their text is part of the key
+_CODE = ("market.py", "features.py", "timestamps.py", "csv_rows.py", "csv_columnar.py",
+         "csv_loader.py")
 
 
 def cache_folder(csv_path: str, cache: bool | str | None = None) -> str | None:

@@ -6,8 +6,6 @@ so an observation built from rows <= t cannot see the future.
 
 import numpy as np
 
-from environments.market_data import MarketData
-
 FEATURE_NAMES = (
     "log_return_pct",  # 100 * log(close_t / close_{t-1}); 0 at t = 0
     "log_range_pct",  # 100 * log(high_t / low_t)
@@ -31,8 +29,9 @@ def _trailing_mean(values: np.ndarray, steps: int) -> np.ndarray:
     return (cumulative[index] - cumulative[start]) / (index - start)
 
 
-def compute_features(market: MarketData) -> np.ndarray:
-    """Returns float32 [T, NUM_FEATURES] in the order of FEATURE_NAMES."""
+def compute_features(market) -> np.ndarray:
+    """Returns float32 [T, NUM_FEATURES] in the order of FEATURE_NAMES, from a MarketData (or
+    anything with float64 [T] arrays close, high, low and volume)."""
     close, high, low = market.close, market.high, market.low
     log_return = np.zeros(len(market))
     log_return[1:] = 100.0 * np.diff(np.log(close))

@@ -23,7 +23,9 @@ import gymnasium as gym
 import numpy as np
 
 from environments.features import NUM_FEATURES
-from environments.market_data import MarketData, load_csv, synthetic_market
+from environments.csv_loader import load_csv
+from environments.market import MarketData
+from environments.synthetic import synthetic_market
 
 MIN_GROWTH = 1e-6
 LOG_MIN_GROWTH = math.log(MIN_GROWTH)

@@ -18,7 +18,9 @@ import os
 
 import numpy as np
 
-from environments.market_data import MarketData, load_csv, synthetic_market
+from environments.csv_loader import load_csv
+from environments.market import MarketData
+from environments.synthetic import synthetic_market
 
 PARTS = ("train", "validation", "test")
 

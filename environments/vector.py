@@ -17,7 +17,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
 from environments.features import NUM_FEATURES
-from environments.market_data import MarketData
+from environments.market import MarketData
 from environments.trading import LOG_MIN_GROWTH, MIN_GROWTH, make_setup
 
 _UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)

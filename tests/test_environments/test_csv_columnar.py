@@ -4,7 +4,7 @@ reader reads, leaves every other file to it, and rows it found bad are named by 
 import numpy as np
 import pytest
 
-from environments import MarketDataError, csv_columnar, load_csv, market_data
+from environments import MarketDataError, csv_columnar, csv_rows, load_csv
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 ROWS = ["2020-01-02,10,11,9,10.5,10.4,100\n", "2020-01-03,10.5,12,10,11,10.9,200\n",
@@ -13,10 +13,10 @@ ROWS = ["2020-01-02,10,11,9,10.5,10.4,100\n", "2020-01-03,10.5,12,10,11,10.9,200
 
 def both_readers(path):
     """(columnar columns or None, row reader columns) of the file at `path`."""
-    delimiter = market_data._sniff_text_csv(str(path))
-    layout = market_data._read_header(str(path), delimiter)
+    delimiter = csv_rows.sniff_text_csv(str(path))
+    layout = csv_rows.read_header(str(path), delimiter)
     columnar = csv_columnar.read(str(path), delimiter, layout, None)
-    rows, _ = market_data._read_rows(str(path), delimiter, layout, None)
+    rows, _ = csv_rows.read_rows(str(path), delimiter, layout, None)
     return columnar, rows
 
 
@@ -54,8 +54,8 @@ def test_common_formats_read_columnar_to_the_same_arrays(tmp_path, text):
 def test_other_files_are_left_to_the_row_reader(tmp_path, text):
     path = tmp_path / "bars.csv"
     path.write_text(text)
-    delimiter = market_data._sniff_text_csv(str(path))
-    layout = market_data._read_header(str(path), delimiter)
+    delimiter = csv_rows.sniff_text_csv(str(path))
+    layout = csv_rows.read_header(str(path), delimiter)
     assert csv_columnar.read(str(path), delimiter, layout, None) is None
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from environments import (MarketDataError, MarketSource, TradingEnv, TradingVectorEnv,
-                          compute_features, data_cache, load_csv, market_data,
+                          compute_features, csv_loader, data_cache, load_csv,
                           synthetic_market)
 from environments import universe
 from tests.conftest import REPO_ROOT
@@ -23,13 +23,13 @@ FIELDS = ("timestamps", "open", "high", "low", "close", "volume")
 def parses(monkeypatch):
     """Counts the CSV parses load_csv does (a cache hit does none)."""
     calls = []
-    parse = market_data._parse_csv
+    parse = csv_loader.parse_csv
 
     def counting(path, date_format):
         calls.append(path)
         return parse(path, date_format)
 
-    monkeypatch.setattr(market_data, "_parse_csv", counting)
+    monkeypatch.setattr(csv_loader, "parse_csv", counting)
     return calls
 
 
@@ -134,9 +134,9 @@ def test_a_bad_file_writes_no_cache_and_fails_every_time(tmp_path, parses):
 
 def test_processes_racing_to_build_the_cache_parse_the_file_once(bars, tmp_path):
     script = (
-        "import sys; from environments import load_csv, market_data\n"
-        "parse = market_data._parse_csv; calls = []\n"
-        "market_data._parse_csv = lambda *a: calls.append(1) or parse(*a)\n"
+        "import sys; from environments import csv_loader, load_csv\n"
+        "parse = csv_loader.parse_csv; calls = []\n"
+        "csv_loader.parse_csv = lambda *a: calls.append(1) or parse(*a)\n"
         "market = load_csv(sys.argv[1])\n"
         "print(len(calls), float(market.close.sum()))\n"
     )
