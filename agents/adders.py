@@ -9,7 +9,8 @@ For a transition that starts at step t and spans k = min(n, steps until the epis
 
 so a learner's target is n_step_return_t + discount_t * Q_target(next_obs_t, .).
 
-What one item is lives here (`TransitionLayout`); the table signature is derived from it:
+What one item is: `TransitionLayout` (agents/layouts.py, TensorFlow-free so that losses can read
+items without Reverb); the table signature is derived from it:
 - ordinary observations: every step stores its obs once; an item references the obs of
   steps t and t+k.
 - frame-window observations ([window, F], a sliding window of per-step frames): every step
@@ -19,80 +20,18 @@ What one item is lives here (`TransitionLayout`); the table signature is derived
   that short transitions at its start still find window + n frames.
 """
 
-import dataclasses
 import time
 from typing import Any, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 import reverb
-import tensorflow as tf
 
 from agents import core
-from agents.specs import EnvironmentSpec
+from agents.layouts import TransitionLayout  # noqa: F401  (the adder's item; imported from here too)
 
 MAX_CHUNK_LENGTH = 64
 FLUSH_POLL_MS = 500  # a writer waiting for room checks this often that the server still runs
 SERVER_CHECK_S = 5  # how long that check may take before the server counts as gone
-
-
-@dataclasses.dataclass(frozen=True)
-class TransitionLayout:
-    """Defines one replay item (and so the table signature) for a given environment."""
-
-    observation_shape: tuple[int, ...]
-    observation_dtype: np.dtype
-    n_step: int
-    frame_window: int | None = None  # frames per observation when storing frames once
-
-    @classmethod
-    def from_spec(cls, spec: EnvironmentSpec, n_step: int) -> "TransitionLayout":
-        if n_step < 1:
-            raise ValueError(f"n_step must be >= 1, got {n_step}")
-        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), n_step, spec.frame_window)
-
-    @property
-    def num_frames(self) -> int:
-        """Frames one item references (frame-window layout only)."""
-        return self.frame_window + self.n_step
-
-    @property
-    def steps_spanned(self) -> int:
-        """Writer steps an item may reach back, counting the rows written after it."""
-        if self.frame_window is None:
-            return 2 * self.n_step + 1
-        return self.frame_window + 2 * self.n_step
-
-    def item_spec(self) -> dict[str, tf.TensorSpec]:
-        """The structure, shapes and dtypes of one item: the table signature."""
-        scalars = {
-            "action": tf.TensorSpec([], tf.int32),
-            "n_step_return": tf.TensorSpec([], tf.float32),
-            "discount": tf.TensorSpec([], tf.float32),
-        }
-        dtype = tf.as_dtype(self.observation_dtype)
-        if self.frame_window is None:
-            return {
-                "observation": tf.TensorSpec(self.observation_shape, dtype),
-                "next_observation": tf.TensorSpec(self.observation_shape, dtype),
-                **scalars,
-            }
-        frame_shape = self.observation_shape[1:]
-        return {
-            "frames": tf.TensorSpec([self.num_frames, *frame_shape], dtype),
-            "obs_offset": tf.TensorSpec([], tf.int32),
-            **scalars,
-        }
-
-    def observations(self, data: dict[str, Any]) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """Returns (obs [B, ...], next_obs [B, ...]) of a batch of items (jit-friendly)."""
-        if self.frame_window is None:
-            return jnp.asarray(data["observation"]), jnp.asarray(data["next_observation"])
-        frames = jnp.asarray(data["frames"])  # [B, window + n, F]
-        rows = jnp.asarray(data["obs_offset"])[:, None] + jnp.arange(self.frame_window)  # [B, window]
-        obs = jnp.take_along_axis(frames, rows[:, :, None], axis=1)  # [B, window, F]
-        next_obs = frames[:, self.n_step :]  # [B, window, F]
-        return obs, next_obs
 
 
 class NStepTransitions(NamedTuple):
@@ -286,7 +225,6 @@ class NStepAdder(core.Adder):
         a stopped server or a rate limiter that no longer admits inserts holds back is dropped."""
         close_writers(self._client, self._writers, timeout_ms, self._server_gone)
         self._writers = []
-
 
 
 def wait_for_room(client: reverb.Client, writer: Any, max_in_flight_items: int) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from agents.adders import TransitionLayout
+from agents.layouts import TransitionLayout
 
 
 class ReplayBatch(NamedTuple):

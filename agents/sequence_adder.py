@@ -23,42 +23,15 @@ The last row of an item only gives the bootstrap value V(x_{T-1}); it is the fir
 of the next item. Every row is learned in exactly one item (IMPALA's overlapping unrolls).
 """
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 import reverb
-import tensorflow as tf
 
 from agents import core
 from agents.adders import close_writers, env_indices, wait_for_room
-
-COLUMNS = ("observation", "action", "reward", "discount", "behaviour_log_prob", "valid")
-
-
-@dataclasses.dataclass(frozen=True)
-class SequenceLayout:
-    """Defines one item of T rows (and so the table signature)."""
-
-    observation_shape: tuple[int, ...]
-    observation_dtype: np.dtype
-    sequence_length: int  # T rows per item; T - 1 of them are learned
-
-    def __post_init__(self):
-        if self.sequence_length < 2:
-            raise ValueError(f"sequence_length must be >= 2 (one learned row and one to "
-                             f"bootstrap from), got {self.sequence_length}")
-
-    def item_spec(self) -> dict[str, tf.TensorSpec]:
-        T = self.sequence_length
-        return {
-            "observation": tf.TensorSpec([T, *self.observation_shape], tf.as_dtype(self.observation_dtype)),
-            "action": tf.TensorSpec([T], tf.int32),
-            "reward": tf.TensorSpec([T], tf.float32),
-            "discount": tf.TensorSpec([T], tf.float32),
-            "behaviour_log_prob": tf.TensorSpec([T], tf.float32),
-            "valid": tf.TensorSpec([T], tf.bool),
-        }
+from agents.layouts import SEQUENCE_COLUMNS as COLUMNS
+from agents.layouts import SequenceLayout  # noqa: F401  (the adder's item; imported from here too)
 
 
 class SequenceAdder(core.Adder):

@@ -15,7 +15,7 @@ import numpy as np
 
 from agents import core
 from agents.adders import NStepAdder
-from agents.apex_dqn.learning import double_q_td_error, priority
+from agents.apex_dqn.losses import double_q_td_error, priority
 from agents.variable_client import VariableClient
 
 

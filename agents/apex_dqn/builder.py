@@ -14,7 +14,7 @@ import reverb
 
 from agents import core, replay, specs
 from agents.adders import NStepAdder, TransitionLayout
-from agents.apex_dqn import learning, networks
+from agents.apex_dqn import learning, losses, networks
 from agents.apex_dqn.actor import ApexDQNActor, apex_epsilon
 from agents.apex_dqn.config import ApexDQNConfig, make_config  # noqa: F401  (builder API)
 from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the builder's API)
@@ -52,7 +52,7 @@ def make_replay_tables(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> li
 def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
     """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
     network = make_networks(config, spec)
-    loss = learning.make_double_q_loss(
+    loss = losses.make_double_q_loss(
         network.apply,
         make_transition_layout(config, spec),
         config.importance_sampling_exponent,
@@ -60,15 +60,15 @@ def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name:
         axis_name,
         priority_epsilon=config.priority_epsilon,
     )
-    optimizer = learning.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
-    return learning.make_sgd_step(loss, optimizer, config.target_update_period, axis_name), optimizer
+    optimizer = losses.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
+    return losses.make_sgd_step(loss, optimizer, config.target_update_period, axis_name), optimizer
 
 
 def make_learner(
     config: ApexDQNConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int
 ) -> learning.ApexDQNLearner:
     sgd_step, optimizer = make_sgd_step(config, spec)
-    initial_state = learning.init_state(make_networks(config, spec).init, optimizer, seed)
+    initial_state = losses.init_state(make_networks(config, spec).init, optimizer, seed)
     iterator = replay.sample_batches(
         replay_address, config.replay_table_name, config.batch_size, config.prefetch_batches
     )

@@ -13,7 +13,7 @@ import numpy as np
 import reverb
 
 from agents import core, replay, specs
-from agents.impala import learning, networks
+from agents.impala import learning, losses, networks
 from agents.impala.actor import ImpalaActor
 from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
 from agents.sequence_adder import SequenceAdder, SequenceLayout
@@ -44,18 +44,18 @@ def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> lis
 
 def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
     """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
-    loss = learning.make_impala_loss(
+    loss = losses.make_impala_loss(
         make_networks(config, spec).apply, config.discount, config.baseline_cost, config.entropy_cost,
         config.clip_rho_threshold, config.clip_pg_rho_threshold, config.vtrace_lambda,
     )
-    optimizer = learning.make_optimizer(config.learning_rate, config.rmsprop_decay, config.rmsprop_eps,
+    optimizer = losses.make_optimizer(config.learning_rate, config.rmsprop_decay, config.rmsprop_eps,
                                         config.max_gradient_norm)
-    return learning.make_sgd_step(loss, optimizer, axis_name), optimizer
+    return losses.make_sgd_step(loss, optimizer, axis_name), optimizer
 
 
 def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int) -> learning.ImpalaLearner:
     sgd_step, optimizer = make_sgd_step(config, spec)
-    initial_state = learning.init_state(make_networks(config, spec).init, optimizer, seed)
+    initial_state = losses.init_state(make_networks(config, spec).init, optimizer, seed)
     # One worker keeps the queue's order; only one batch is taken ahead (on-policy data ages).
     iterator = replay.sample_batches(
         replay_address, config.queue_table_name, config.batch_size, config.prefetch_batches,

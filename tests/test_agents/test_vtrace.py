@@ -1,4 +1,4 @@
-"""V-trace (agents/impala/learning.py, rlax's implementation) against the paper's definition."""
+"""V-trace (agents/impala/losses.py, written as rlax writes it) against the paper's definition and rlax."""
 
 import numpy as np
 import pytest
@@ -101,3 +101,28 @@ def test_a_final_observation_row_bootstraps_a_truncated_episode_and_nothing_leak
     changed = learning.vtrace_targets(values * np.array([1, 1, 1, 3, 3], np.float32), rewards * np.array([1, 1, 1, -2], np.float32),
                                       discounts, rhos, 1.0, 1.0, 1.0)
     np.testing.assert_allclose(np.asarray(changed.errors)[:3], np.asarray(out.errors)[:3], atol=1e-6)
+
+
+@pytest.mark.parametrize("rho_bar, pg_rho_bar, lambda_", [(1.0, 1.0, 1.0), (0.5, 2.0, 0.8)])
+def test_vtrace_equals_rlax_values_and_gradients(rho_bar, pg_rho_bar, lambda_):
+    # agents/impala/losses.py writes V-trace itself (rlax loads TensorFlow); rlax is the reference.
+    import jax
+    import rlax
+
+    values, rewards, discounts, rhos = random_sequence(np.random.default_rng(11), 10, with_episode_end=True)
+
+    def ours(v):
+        out = learning.vtrace_targets(v, rewards, discounts, rhos, rho_bar, pg_rho_bar, lambda_)
+        return out, jax.numpy.sum(out.errors ** 2 + out.pg_advantage)
+
+    def theirs(v):
+        out = rlax.vtrace_td_error_and_advantage(v[:-1], v[1:], rewards, discounts, rhos, lambda_=lambda_,
+                                                 clip_rho_threshold=rho_bar, clip_pg_rho_threshold=pg_rho_bar)
+        return out, jax.numpy.sum(out.errors ** 2 + out.pg_advantage)
+
+    out, _ = ours(values)
+    reference, _ = theirs(values)
+    for field in ("errors", "pg_advantage", "q_estimate"):
+        np.testing.assert_allclose(getattr(out, field), getattr(reference, field), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda v: ours(v)[1])(values), jax.grad(lambda v: theirs(v)[1])(values),
+                               rtol=1e-6, atol=1e-6)
