@@ -1,15 +1,8 @@
 """TradingEnv: one instrument, discrete target positions, close-to-close accounting with
-commission, half-spread and short-borrow costs; reward is the log change of portfolio value.
-
-Accounting for the step at bar t (position p held before, target p' chosen now, r the
-close-to-close return from t to t+1; positions are fractions of portfolio value V):
-    cost_fraction = |p' - p| * (commission_bps + spread_bps) / 1e4
-                    + max(-p', 0) * borrow_bps_per_step / 1e4
-    growth        = 1 + p' * r - cost_fraction
-    V_{t+1}       = V_t * growth,   reward = log(growth)
-The position is re-established at each close without charging for its drift with the price.
-If growth <= MIN_GROWTH the portfolio is bankrupt: V becomes max(V * growth, 0), reward is
-log(MIN_GROWTH) and the episode terminates.
+commission, half-spread and short-borrow costs (environments.accounting, with
+trade_cost_rate = (commission_bps + spread_bps) / 1e4 and borrow_rate = borrow_bps_per_step /
+1e4); reward is the log change of portfolio value. TradingSetup holds what every env built on
+the same settings shares.
 """
 
 from __future__ import annotations
@@ -22,13 +15,12 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 
+from environments.accounting import SCALAR, cost_table, settle
 from environments.features import NUM_FEATURES
 from environments.csv_loader import load_csv
 from environments.market import MarketData
 from environments.synthetic import synthetic_market
 
-MIN_GROWTH = 1e-6
-LOG_MIN_GROWTH = math.log(MIN_GROWTH)
 DEFAULT_MARKET = dict(kind="ou", num_steps=4096, seed=0)  # used when no market is given
 _RING_STEPS = 128  # steps between compactions of a TradingEnv's recent-frames ring
 
@@ -205,13 +197,16 @@ class TradingEnv(gym.Env):
         self._recent = np.zeros((setup.window + _RING_STEPS, NUM_FEATURES + 1),
                                 dtype=np.float32)  # [window + _RING_STEPS, F + 1]
         self._recent_end = setup.window
+        self._recent_size = len(self._recent)
         self._make_views()
-        self._step_returns = setup.step_returns  # read with .item(t): python float maths
-        self._trade_cost_rate = setup.trade_cost_rate
-        self._borrow_rate = setup.borrow_rate
+        self._num_actions = len(self.positions)
+        # cost fraction of moving from level i (K: the flat start) to level j, as python floats
+        self._cost_rows = cost_table(setup.positions, setup.trade_cost_rate,
+                                     setup.borrow_rate).tolist()  # [K + 1][K]
+        self._level = self._num_actions  # index of the position held (K: the flat start)
+        self._eval = setup.mode == "eval"
         self._t = setup.first_step
         self._end = setup.last_step
-        self._steps_left = 0
         self._position = 0.0
         self._value = setup.initial_value
         self._needs_reset = True
@@ -221,10 +216,19 @@ class TradingEnv(gym.Env):
         row_type = np.dtype((np.void, self.setup.features.itemsize * NUM_FEATURES))
         self._feature_rows = self.setup.features.view(row_type)[:, 0]  # [T] records of F floats
         self._recent_rows = self._recent[:, :NUM_FEATURES].view(row_type)[:, 0]
+        # windows[end] == recent[end - window : end]: the observation's views, made once
+        # (slicing each step takes a third of the copy's time)
+        window = self.setup.window
+        self._recent_windows = [self._recent[max(end - window, 0):end]
+                                for end in range(len(self._recent) + 1)]
+        # [T] float64; indexing a memoryview gives a python float (python float maths), twice
+        # as fast as ndarray.item
+        self._step_returns = memoryview(self.setup.step_returns)
 
     def __getstate__(self):  # views must be rebuilt, not pickled as copies
         state = self.__dict__.copy()
-        del state["_feature_rows"], state["_recent_rows"]
+        for name in ("_feature_rows", "_recent_rows", "_recent_windows", "_step_returns"):
+            del state[name]
         return state
 
     def __setstate__(self, state):
@@ -243,8 +247,8 @@ class TradingEnv(gym.Env):
             start = setup.first_step
             self._end = setup.last_step
         self._t = start
-        self._steps_left = self._end - start
         self._position = 0.0
+        self._level = self._num_actions
         self._value = setup.initial_value
         self._needs_reset = False
         window = self.window
@@ -259,41 +263,29 @@ class TradingEnv(gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("TradingEnv.step called before reset() or after the episode ended")
-        positions = self.positions
-        if not 0 <= action < len(positions):
-            raise ValueError(f"action {action!r} is outside Discrete({len(positions)})")
-        target = positions[action]
+        if not 0 <= action < self._num_actions:
+            raise ValueError(f"action {action!r} is outside Discrete({self._num_actions})")
+        target = self.positions[action]
         position = self._position
         t = self._t
-        cost_fraction = abs(target - position) * self._trade_cost_rate
-        if target < 0.0:
-            cost_fraction += (-target) * self._borrow_rate
-        growth = 1.0 + target * self._step_returns.item(t) - cost_fraction
-        value = self._value
-        cost = value * cost_fraction
-        if growth > MIN_GROWTH:
-            reward = math.log(growth)
-            self._value = value * growth
-            bankrupt = False
-        else:
-            reward = LOG_MIN_GROWTH
-            self._value = value * max(growth, 0.0)
-            bankrupt = True
+        reward, self._value, cost, bankrupt = settle(
+            self._value, target, self._step_returns[t], self._cost_rows[self._level][action],
+            SCALAR)
+        self._level = action
         t += 1
         self._t = t
         self._position = target
         recent, end, window = self._recent, self._recent_end, self.window
-        if end == len(recent):
+        if end == self._recent_size:
             recent[:window - 1] = recent[end - window + 1:end]
             end = window - 1
         self._recent_rows[end] = self._feature_rows[t]  # bar t + 1's features, as one record
         recent[end, NUM_FEATURES] = target  # position held at bar t + 1
         end += 1
         self._recent_end = end
-        obs = recent[end - window:end].copy()  # [window, F + 1]
-        self._steps_left -= 1
-        terminated = bankrupt or (self.mode == "eval" and t >= self._end)
-        truncated = not terminated and self._steps_left <= 0
+        obs = self._recent_windows[end].copy()  # [window, F + 1]
+        terminated = bankrupt or (self._eval and t >= self._end)
+        truncated = not terminated and t >= self._end
         if terminated or truncated:
             self._needs_reset = True
         info = {"portfolio_value": self._value, "position": target, "cost": cost,

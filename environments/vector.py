@@ -16,12 +16,14 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
+from environments.accounting import cost_table, settle
 from environments.features import NUM_FEATURES
 from environments.market import MarketData
-from environments.trading import LOG_MIN_GROWTH, MIN_GROWTH, make_setup
+from environments.trading import make_setup
 
 _UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)
 _RING_STEPS = 128  # steps between compactions of the recent-frames ring
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}  # by itemsize
 _INFO_KEYS = ("portfolio_value", "position", "cost", "traded", "step_index", "market_index")
 
 
@@ -69,12 +71,10 @@ class TradingVectorEnv(gym.vector.VectorEnv):
                                 dtype=np.float32)  # [B, window + _RING_STEPS, F + 1]
         self._recent_end = setup.window
         self._make_views()
-        # Cost fraction of moving from the position at row i (K: the initial 0) to level j.
-        start_levels = np.append(setup.positions, 0.0)  # [K + 1]
-        cost_table = np.abs(setup.positions[None, :] - start_levels[:, None])
-        cost_table *= setup.trade_cost_rate
-        cost_table += np.maximum(-setup.positions, 0.0)[None, :] * setup.borrow_rate  # [K + 1, K]
-        self._cost_table = cost_table
+        # cost fraction of moving from the level at row i (K: the flat start) to level j
+        self._cost_table = cost_table(setup.positions, setup.trade_cost_rate,
+                                      setup.borrow_rate)  # [K + 1, K]
+        self._num_levels = np.array(len(setup.positions), dtype=np.uint64)
         self._needs_reset = np.zeros(B, dtype=bool)
         all_true = np.ones(B, dtype=bool)
         all_true.setflags(write=False)
@@ -147,7 +147,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
             self._end[envs] = setup.last_step
         self._position[envs] = 0.0
         self._value[envs] = setup.initial_value
-        self._level_index[envs] = len(setup.positions)  # the initial flat position
+        self._level_index[envs] = len(setup.positions)  # the flat start
         end = self._recent_end
         window = self._windows[self._t[envs] - (self.window - 1)]  # [n, window, F]
         self._recent[envs, end - self.window:end, :NUM_FEATURES] = window
@@ -169,7 +169,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         if seed is not None or not self._generators:
             self._seed(seed)
         self._recent_end = self.window
-        self._level_index = np.zeros(self.num_envs, dtype=np.int64)
+        self._level_index = np.zeros(self.num_envs, dtype=np.int64)  # row of the cost table
         self._start_episodes(np.arange(self.num_envs))
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._reset_done = True
@@ -185,25 +185,17 @@ class TradingVectorEnv(gym.vector.VectorEnv):
                              f"{actions.dtype} {actions.shape}")
         setup = self.setup
         levels = setup.positions
-        # Viewed as unsigned, a negative action is out of range too.
-        if np.count_nonzero(actions.view(actions.dtype.str.replace("i", "u")) >= len(levels)):
+        # Viewed as unsigned, a negative action is out of range too (compared with a 0-d array:
+        # a python int costs numpy a scalar conversion per step).
+        if np.count_nonzero(actions.view(_UNSIGNED[actions.itemsize]) >= self._num_levels):
             raise ValueError(f"actions must be in [0, {len(levels)}), got {actions}")
         target = levels[actions]  # [B]
         position = self._position
         cost_fraction = self._cost_table[self._level_index, actions]  # [B]
         self._level_index = actions.copy()
-        growth = target * setup.step_returns[self._t]
-        growth += 1.0
-        growth -= cost_fraction
-        cost = self._value * cost_fraction
-        bankrupt = growth <= MIN_GROWTH
+        reward, self._value, cost, bankrupt = settle(  # [B] each
+            self._value, target, setup.step_returns[self._t], cost_fraction, np)
         any_bankrupt = np.count_nonzero(bankrupt)
-        if any_bankrupt:
-            reward = np.where(bankrupt, LOG_MIN_GROWTH, np.log(np.maximum(growth, MIN_GROWTH)))
-            self._value = self._value * np.maximum(growth, 0.0)
-        else:
-            reward = np.log(growth)
-            self._value = self._value * growth
         traded = target != position
         self._position = target
         self._t = self._t + 1
@@ -228,8 +220,8 @@ class TradingVectorEnv(gym.vector.VectorEnv):
             if any_bankrupt:
                 terminated |= bankrupt
             truncated = np.zeros(self.num_envs, dtype=bool)
-        resetting = np.flatnonzero(self._needs_reset)
-        if len(resetting):  # NEXT_STEP autoreset of the envs that ended last step
+        if np.count_nonzero(self._needs_reset):  # NEXT_STEP autoreset of the envs that ended
+            resetting = np.flatnonzero(self._needs_reset)
             self._start_episodes(resetting)
             reward[resetting] = 0.0
             terminated[resetting] = False

@@ -1,0 +1,72 @@
+"""The trading accounting of one step (costs, borrow, growth, bankruptcy), written once for
+every env: on python floats (TradingEnv), numpy arrays (TradingVectorEnv) and jax.numpy arrays
+(JaxTradingEnv).
+
+For the step at bar t: position p held before, target p' chosen now, r the close-to-close
+return from t to t+1; positions are fractions of the portfolio value V:
+    cost_fraction = |p' - p| * trade_cost_rate + max(-p', 0) * borrow_rate
+    change        = p' * r - cost_fraction          (the growth of V over the step, minus 1)
+    V'            = V * (1 + change),   reward = log1p(change) = log(V' / V)
+The position is re-established at each close without charging for its drift with the price.
+If 1 + change <= MIN_GROWTH the portfolio is bankrupt: V' = max(V * (1 + change), 0), the
+reward is LOG_MIN_GROWTH and the episode terminates. Working with `change` instead of the growth
+keeps float32 accurate: log1p(change) loses nothing of a small change, log(1 + change) would.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+
+MIN_GROWTH = 1e-6
+LOG_MIN_GROWTH = math.log(MIN_GROWTH)
+MIN_CHANGE = MIN_GROWTH - 1.0  # a change at or below this is bankruptcy
+
+# What `settle` needs of an array module, for python floats: TradingEnv's single-env step
+# stays in python float maths (several times faster than numpy scalars). `maximum` is a
+# lambda: the builtin max takes twice as long for two floats.
+SCALAR = types.SimpleNamespace(
+    where=lambda condition, if_true, if_false: if_true if condition else if_false,
+    maximum=lambda a, b: a if a > b else b,
+    log1p=math.log1p,
+)
+
+
+def cost_fraction(position, target, trade_cost_rate, borrow_rate):
+    """The step's costs as a fraction of the portfolio value: trading from `position` to
+    `target` and borrowing for a short `target` (operators only: floats or any arrays)."""
+    # (|p'| - p') / 2 is max(-p', 0), exactly
+    return abs(target - position) * trade_cost_rate + (abs(target) - target) * (0.5 * borrow_rate)
+
+
+def cost_table(positions, trade_cost_rate: float, borrow_rate: float) -> np.ndarray:
+    """float64 [K + 1, K]: cost_fraction of moving from positions[i] (row K: the flat start
+    of an episode) to positions[j], for envs that look the costs up instead of computing them."""
+    levels = np.asarray(positions, dtype=np.float64)  # [K]
+    start_levels = np.append(levels, 0.0)  # [K + 1]
+    return cost_fraction(start_levels[:, None], levels[None, :], trade_cost_rate, borrow_rate)
+
+
+def settle(value, target, step_return, cost_fraction, xp):
+    """(reward, value after the step, cost paid in portfolio currency, bankrupt) of one step
+    with `cost_fraction` (above), elementwise over arrays (all arguments broadcast) or on
+    python floats.
+
+    value: V before the step; target: p', held over the step; step_return: r; xp: numpy or
+    jax.numpy for arrays, SCALAR for python floats (only operators and xp.where / xp.maximum /
+    xp.log1p are used, so the dtype of the arguments is the dtype of the maths: float32 under
+    jax by default).
+    """
+    change = target * step_return - cost_fraction
+    bankrupt = change <= MIN_CHANGE
+    reward = xp.where(bankrupt, LOG_MIN_GROWTH, xp.log1p(xp.maximum(change, MIN_CHANGE)))
+    value_after = value * xp.maximum(change + 1.0, 0.0)
+    return reward, value_after, value * cost_fraction, bankrupt
+
+
+def account(value, position, target, step_return, trade_cost_rate, borrow_rate, xp):
+    """settle() with the cost_fraction of trading from `position` to `target`."""
+    return settle(value, target, step_return,
+                  cost_fraction(position, target, trade_cost_rate, borrow_rate), xp)
