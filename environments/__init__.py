@@ -1,6 +1,7 @@
 """Trading environments: market data and universes of markets (with their train / validation /
 test split), features, TradingEnv, its numpy-batched vector version and trading metrics.
-Registers the gymnasium id "TradingEnv-v0"."""
+Registers the gymnasium id "TradingEnv-v0". The jax version, JaxTradingEnv, is in
+environments.jittable (not imported here: numpy users do not import jax)."""
 
 import gymnasium as gym
 
