@@ -1,10 +1,6 @@
-"""JaxTradingEnv: TradingEnv as pure jax functions (gymnax style: `reset(key, params)`,
-`step(key, state, action, params)`, the market data in an explicit `EnvParams` pytree), so a
-whole training loop compiles; and `evaluate_policy`, which walks eval markets in one lax.scan.
-
-Built from the same TradingSetup as TradingEnv and settled by the same environments.accounting,
-in float32: episodes, costs, observations and start bars mean what they mean for TradingEnv.
-"""
+"""JaxTradingEnv: TradingEnv as pure jax functions (gymnax style), built from the same
+TradingSetup and settled by the same environments.accounting in float32, so a whole training
+loop compiles; evaluate_policy walks eval markets in one lax.scan."""
 
 from __future__ import annotations
 
