@@ -32,6 +32,9 @@ from agents.layouts import TransitionLayout  # noqa: F401  (the adder's item; im
 MAX_CHUNK_LENGTH = 64
 FLUSH_POLL_MS = 500  # a writer waiting for room checks this often that the server still runs
 SERVER_CHECK_S = 5  # how long that check may take before the server counts as gone
+# On close the server is either up (it answers in milliseconds) or gone: no need to wait 5 s
+# for a replay the launcher closed under a blocked writer.
+CLOSE_SERVER_CHECK_S = 1
 
 
 class NStepTransitions(NamedTuple):
@@ -247,7 +250,7 @@ def close_writers(client: reverb.Client, writers: list[Any], timeout_ms: int, se
     try:
         if server_gone:
             raise reverb.errors.DeadlineExceededError("the server is gone")
-        client.server_info(timeout=SERVER_CHECK_S)  # raises if the server is gone
+        client.server_info(timeout=CLOSE_SERVER_CHECK_S)  # raises if the server is gone
         for writer in writers:
             writer.flush(timeout_ms=max(1, int(1000 * (deadline - time.monotonic()))))
     except reverb.errors.DeadlineExceededError:
