@@ -1,9 +1,8 @@
-"""What every engine shares: handles and their resolution, node errors, and `Launched`,
-the running program's stop/close logic on top of each engine's few primitives.
+"""What every engine shares: node errors, and `Launched`, the running program's wait, stop and
+close logic on top of each engine's few primitives (launch/thread_engine.py, ray_engine.py).
 
-`launch/program.py` declares programs and runs them in threads (local_mt);
-`launch/ray_engine.py` runs them as Ray actors (local_mp, ray). Both import this module,
-which imports neither.
+An engine sees a program only through `ProgramLike`/`NodeLike` (launch/program.py declares
+them), so this module imports no other module of launch/.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ import logging
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
-
-if TYPE_CHECKING:
-    from launch.program import Program
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 # Environment every node process starts with, before it imports jax or tensorflow.
 DEFAULT_NODE_ENV = {
@@ -26,14 +22,29 @@ DEFAULT_NODE_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
-log = logging.getLogger("launch.program")
+log = logging.getLogger(__name__)
+
+FAILED_GRACE_S = 1.0  # after a node failed: how long restartable nodes get to stop by themselves
 
 
-@dataclasses.dataclass(frozen=True)
-class Handle:
-    """Names a node; replaced by that node's client when the program is launched."""
+class NodeLike(Protocol):
+    """A declared node as an engine uses it (launch.program.Node)."""
 
     label: str
+    constructor: Callable[..., Any]
+    num_cpus: float
+    num_gpus: float | str
+    max_restarts: int
+    max_concurrency: int
+    env_vars: Mapping[str, str]
+    uses: tuple[str, ...]  # labels of the nodes whose handles it takes
+
+    def arguments(self, clients: Mapping[str, Any]) -> tuple[tuple, dict]: ...
+
+
+class ProgramLike(Protocol):
+    name: str
+    nodes: Mapping[str, NodeLike]
 
 
 class NodeError(RuntimeError):
@@ -53,15 +64,18 @@ class Outcome:
     errors: list[NodeError]
 
 
-def resolve(tree: Any, clients: Mapping[str, Any]) -> Any:
-    """Replaces every Handle in (nested lists/tuples/dicts of) arguments by its client."""
-    if isinstance(tree, Handle):
-        return clients[tree.label]
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(resolve(item, clients) for item in tree)
-    if isinstance(tree, dict):
-        return {key: resolve(item, clients) for key, item in tree.items()}
-    return tree
+def close_waves(nodes: Mapping[str, NodeLike]) -> list[list[str]]:
+    """Labels in the order they are closed: a node once every node that uses it is closed
+    (actors and the evaluator, then the learner, then the replay, then the recorder); newest
+    first within a wave, whose nodes may close at once."""
+    waves: list[list[str]] = []
+    left = list(reversed(list(nodes)))
+    while left:
+        users = {used for label in left for used in nodes[label].uses}
+        wave = [label for label in left if label not in users] or left[:1]
+        waves.append(wave)
+        left = [label for label in left if label not in wave]
+    return waves
 
 
 class Launched:
@@ -72,7 +86,7 @@ class Launched:
 
     launch_type: str
 
-    def __init__(self, program: Program):
+    def __init__(self, program: ProgramLike):
         self.program = program
         self.labels = list(program.nodes)
         self.clients: dict[str, Any] = {}
@@ -81,6 +95,7 @@ class Launched:
         self._stopped = False
         self._closed = False
         self._closed_labels: set[str] = set()
+        self._abandoned: set[str] = set()  # runs ended by ending their process (see stop)
 
     # Engine-specific parts.
     def _poll(self, timeout_s: float) -> list[tuple[str, NodeError | None]]:
@@ -90,12 +105,23 @@ class Launched:
     def _signal_stop(self, label: str) -> None:
         raise NotImplementedError
 
-    def _join_runs(self, timeout_s: float) -> list[str]:
-        """Waits up to timeout_s for runs to end (recording errors); returns those still going."""
+    def _join_runs(self, timeout_s: float, labels: list[str] | None = None) -> list[str]:
+        """Waits up to timeout_s for the runs of `labels` (default: all) to end, recording
+        errors; returns the workers among them still running."""
         raise NotImplementedError
+
+    def _abandon(self, labels: list[str]) -> list[str]:
+        """Ends the processes of restartable nodes among `labels` whose run() does not return;
+        returns those it ended (none where the engine cannot, e.g. threads)."""
+        return []
 
     def _close_node(self, label: str, timeout_s: float) -> None:
         raise NotImplementedError
+
+    def _close_nodes(self, labels: list[str], timeout_s: float) -> None:
+        """Closes `labels` (nodes none of which uses another); one at a time by default."""
+        for label in labels:
+            self._close_once(label, timeout_s)
 
     def _teardown(self) -> None:
         raise NotImplementedError
@@ -142,30 +168,40 @@ class Launched:
                 on_poll()
 
     def stop(self, grace_s: float = 15.0, timeout_s: float = 60.0, unblock_s: float = 10.0) -> None:
-        """Asks every node to stop (reverse order of add_node) and waits for its run().
+        """Asks every node to stop (newest first, all at once) and waits for their run().
 
-        A run() still going after `grace_s` is most likely blocked on a service (a learner
-        waiting for replay data that stopped actors will never insert, an actor whose insert a
-        rate limiter holds back): the services (nodes without run()) are then closed early,
-        newest first (the replay before the recorder), one at a time, each giving the runs
-        `unblock_s` to return, until they all have.
+        No order of stopping avoids a wait where the replay is rate-limited: actors stopped
+        first can leave the learner waiting for samples in a Reverb dataset that nothing
+        wakes, not even the replay closing; so the learner stops at once, and the actors
+        whose inserts only its sampling would admit are released after `grace_s`. Released
+        how: the services (nodes without run()) are closed early, newest first (the replay
+        before the recorder), each giving the runs `unblock_s` to return. After a node failed
+        (the run ends on an error), restartable nodes still running `FAILED_GRACE_S` after
+        the stop have their process ended instead, where the engine can (Ray): closing the
+        replay under them would cost Reverb's server check (5 s) per actor.
         """
         if self._stopped:
             return
         self._stopped = True
         with _catch_signals([]):
             for label in reversed(self.labels):
-                try:
-                    self._signal_stop(label)
-                except Exception as error:  # a lost node cannot be stopped; say so.
-                    log.warning("could not stop node %r: %s", label, error)
+                self._signal(label)
             deadline = time.monotonic() + timeout_s
+            if self.errors:
+                running = self._join_runs(min(grace_s, FAILED_GRACE_S))
+                ended = self._abandon(running) if running else []
+                if ended:
+                    log.warning("node(s) %s still running %.0f s after stop(), after a node "
+                                "failed: ending their process (restartable nodes)",
+                                ", ".join(ended), min(grace_s, FAILED_GRACE_S))
+                    self._abandoned.update(ended)
             running = self._join_runs(grace_s)
             for label in [l for l in reversed(self.labels) if l not in self._workers]:
                 if not running:
                     break
-                log.warning("node(s) %s still running after stop(); closing %s to unblock them",
-                            ", ".join(running), label)
+                log.info("node(s) %s still waiting on a service %.0f s after stop() (e.g. a "
+                         "rate-limited insert once the learner stopped sampling); closing %s "
+                         "to release them", ", ".join(running), grace_s, label)
                 self._close_once(label, timeout_s)
                 running = self._join_runs(min(unblock_s, max(0.0, deadline - time.monotonic())))
             if running:
@@ -173,8 +209,15 @@ class Launched:
             for label in running:
                 self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
 
+    def _signal(self, label: str) -> None:
+        try:
+            self._signal_stop(label)
+        except Exception as error:  # a lost node cannot be stopped; say so.
+            log.warning("could not stop node %r: %s", label, error)
+
     def close(self, timeout_s: float = 120.0) -> None:
-        """Closes every node (final checkpoints) in reverse order, then tears the engine down."""
+        """Closes every node (final checkpoints), users before what they use (the order of
+        `close_waves`), then tears the engine down."""
         if self._closed:
             return
         try:
@@ -183,20 +226,30 @@ class Launched:
             self._closed = True
             with _catch_signals([]):
                 try:
-                    for label in reversed(self.labels):
-                        self._close_once(label, timeout_s)
+                    for wave in close_waves(self.program.nodes):
+                        self._close_nodes([l for l in wave if l not in self._closed_labels], timeout_s)
                 finally:
                     self._teardown()
 
     def close_node(self, label: str, timeout_s: float = 120.0) -> None:
         """Closes one node now (after stop()), e.g. actors before reading the replay's size."""
+        self.close_nodes([label], timeout_s)
+
+    def close_nodes(self, labels: list[str], timeout_s: float = 120.0) -> None:
+        """Closes `labels` now (after stop()), users before what they use, at once where the
+        engine can (Ray: the actors' closes overlap)."""
         self.stop()
-        self._close_once(label, timeout_s)
+        wanted = set(labels)
+        for wave in close_waves(self.program.nodes):
+            self._close_nodes([l for l in wave if l in wanted and l not in self._closed_labels],
+                              timeout_s)
 
     def _close_once(self, label: str, timeout_s: float) -> None:
         if label in self._closed_labels:
             return
         self._closed_labels.add(label)
+        if label in self._abandoned:
+            return  # its process was ended in stop(): nothing is left to close.
         try:
             self._close_node(label, timeout_s)
         except NodeError as error:

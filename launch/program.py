@@ -1,21 +1,21 @@
-"""A program of named nodes, and how it is launched (the local_mt engine lives here; the Ray
-engines in launch/ray_engine.py; what they share in launch/engine.py).
+"""A program of named nodes (its declaration), and `launch`, which runs it on an engine.
 
 A node is a constructor plus its arguments; an argument may be the `Handle` of another node,
 which the engine turns into that node's client. Nodes never know how they were launched:
-- `local_mt`: every node is built in this process and runs in a thread; a client is the
-  node object itself.
-- `local_mp`: every node is its own OS process, through a local Ray instance this program
-  starts (dashboard off, Ray's token authentication left on); a client is a `NodeClient`
-  whose method calls are Ray actor calls.
+- `local_mt` (launch/thread_engine.py): every node is built in this process and runs in a
+  thread; a client is the node object itself.
+- `local_mp` (launch/ray_engine.py): every node is its own OS process, through a local Ray
+  instance this program starts (dashboard off, Ray's token authentication left on); a client
+  is a `NodeClient` whose method calls are Ray actor calls.
 - `ray`: as `local_mp`, joining an existing Ray cluster at `ray_address`.
 
 The node protocol (all optional):
   run()    the node's main loop; returns when done or after stop(). A node without run() is a
            service (a replay server, a recorder) that lives until the program stops.
-  stop()   asks run() to return soon; called from another thread.
+  stop()   asks run() to return soon; called from another thread, for every node at once
+           (see engine.Launched.stop for why not in some order).
   close()  releases resources and writes final checkpoints; called after every run() ended,
-           in reverse order of `add_node`.
+           users before what they use (engine.close_waves).
 Every other public method can be called through a client.
 
 Ray supervises the processes: a node with `max_restarts` != 0 is restarted when its process
@@ -27,20 +27,21 @@ an error naming it.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
-import sys
-import threading
-import time
-import traceback
 from typing import Any, Callable, Iterator, Mapping
 
-# Handle, NodeError, Outcome and Launched are part of this module's interface (`lp.Handle`).
-from launch.engine import Handle, Launched, NodeError, Outcome, resolve  # noqa: F401
+# NodeError, Outcome and Launched are part of this module's interface (`lp.NodeError`).
+from launch.engine import Launched, NodeError, Outcome  # noqa: F401
+from launch.ray_engine import RayLaunched
+from launch.thread_engine import ThreadLaunched
 
 LAUNCH_TYPES = ("local_mt", "local_mp", "ray")
 
-log = logging.getLogger("launch.program")
+
+@dataclasses.dataclass(frozen=True)
+class Handle:
+    """Names a node; replaced by that node's client when the program is launched."""
+
+    label: str
 
 
 @dataclasses.dataclass
@@ -56,6 +57,15 @@ class Node:
     max_restarts: int = 0  # -1: restart forever; 0: its loss ends the program.
     max_concurrency: int = 4  # threads serving run, stop and client calls at once.
     env_vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """Labels of the nodes whose handles this node takes."""
+        return tuple(dict.fromkeys(handle.label for handle in _handles_in((self.args, self.kwargs))))
+
+    def arguments(self, clients: Mapping[str, Any]) -> tuple[tuple, dict]:
+        """(args, kwargs) with every Handle replaced by its node's client."""
+        return resolve(self.args, clients), resolve(self.kwargs, clients)
 
 
 class Program:
@@ -93,31 +103,44 @@ class Program:
         )
         return Handle(label)
 
-    def launch(
-        self,
-        launch_type: str = "local_mp",
-        *,
-        ray_address: str | None = None,
-        code_dir: str | None = None,
-        startup_timeout_s: float = 180.0,
-    ) -> "Launched":
-        """Builds and starts every node; returns the running program (a context manager).
+    def launch(self, launch_type: str = "local_mp", **options: Any) -> Launched:
+        """`launch(self, launch_type, **options)`."""
+        return launch(self, launch_type, **options)
 
-        `code_dir` is the folder node processes import the code from (added to their
-        PYTHONPATH for local_mp; uploaded as Ray's `working_dir` for `ray`).
-        """
-        if launch_type == "local_mt":
-            return ThreadLaunched(self)
-        if launch_type in ("local_mp", "ray"):
-            if launch_type == "ray" and not ray_address:
-                raise ValueError("--lp_launch_type=ray needs --ray_address=HOST:PORT")
-            from launch.ray_engine import RayLaunched
 
-            return RayLaunched(
-                self, ray_address if launch_type == "ray" else None, code_dir,
-                startup_timeout_s,
-            )
-        raise ValueError(f"unknown launch type {launch_type!r}; expected one of {LAUNCH_TYPES}")
+def launch(
+    program: Program,
+    launch_type: str = "local_mp",
+    *,
+    ray_address: str | None = None,
+    code_dir: str | None = None,
+    startup_timeout_s: float = 180.0,
+) -> Launched:
+    """Builds and starts every node of `program`; returns the running program (a context
+    manager that stops and closes it).
+
+    `code_dir` is the folder node processes import the code from (added to their
+    PYTHONPATH for local_mp; uploaded as Ray's `working_dir` for `ray`).
+    """
+    if launch_type == "local_mt":
+        return ThreadLaunched(program)
+    if launch_type in ("local_mp", "ray"):
+        if launch_type == "ray" and not ray_address:
+            raise ValueError("--lp_launch_type=ray needs --ray_address=HOST:PORT")
+        return RayLaunched(program, ray_address if launch_type == "ray" else None, code_dir,
+                           startup_timeout_s)
+    raise ValueError(f"unknown launch type {launch_type!r}; expected one of {LAUNCH_TYPES}")
+
+
+def resolve(tree: Any, clients: Mapping[str, Any]) -> Any:
+    """Replaces every Handle in (nested lists/tuples/dicts of) arguments by its client."""
+    if isinstance(tree, Handle):
+        return clients[tree.label]
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(resolve(item, clients) for item in tree)
+    if isinstance(tree, dict):
+        return {key: resolve(item, clients) for key, item in tree.items()}
+    return tree
 
 
 def _handles_in(tree: Any) -> Iterator[Handle]:
@@ -129,111 +152,3 @@ def _handles_in(tree: Any) -> Iterator[Handle]:
     elif isinstance(tree, dict):
         for item in tree.values():
             yield from _handles_in(item)
-
-
-# ---------------------------------------------------------------------------------------
-# local_mt: threads in this process.
-
-
-class ThreadLaunched(Launched):
-    launch_type = "local_mt"
-
-    def __init__(self, program: Program):
-        super().__init__(program)
-        self._objects: dict[str, Any] = {}
-        self._threads: dict[str, threading.Thread] = {}
-        self._ended: list[tuple[str, NodeError | None]] = []
-        self._changed = threading.Condition()
-        try:
-            for label, node in program.nodes.items():
-                try:
-                    self._objects[label] = node.constructor(
-                        *resolve(node.args, self._objects), **resolve(node.kwargs, self._objects)
-                    )
-                except Exception:
-                    raise NodeError(label, traceback.format_exc()) from None
-            self.clients = dict(self._objects)
-            for label, obj in self._objects.items():
-                if hasattr(obj, "run"):
-                    self._workers.add(label)
-                    thread = threading.Thread(
-                        target=self._run, args=(label, obj), name=f"node:{label}", daemon=True
-                    )
-                    self._threads[label] = thread
-                    thread.start()
-        except BaseException:
-            self._stopped = True
-            self.close()
-            raise
-
-    def _run(self, label: str, obj: Any) -> None:
-        error = None
-        try:
-            obj.run()
-        except BaseException:  # noqa: BLE001 - reported with the node's name.
-            error = NodeError(label, traceback.format_exc())
-        with self._changed:
-            self._ended.append((label, error))
-            self._changed.notify_all()
-
-    def _poll(self, timeout_s: float) -> list[tuple[str, NodeError | None]]:
-        with self._changed:
-            if not self._ended:
-                self._changed.wait(timeout_s)
-            ended, self._ended = self._ended, []
-            return ended
-
-    def _signal_stop(self, label: str) -> None:
-        obj = self._objects.get(label)
-        if obj is not None and hasattr(obj, "stop"):
-            obj.stop()
-
-    def _join_runs(self, timeout_s: float) -> list[str]:
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads.values():
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._changed:
-            for label, error in self._ended:
-                if error is not None:
-                    self.errors.append(error)
-            self._ended = []
-        return [label for label, thread in self._threads.items() if thread.is_alive()]
-
-    def _close_node(self, label: str, timeout_s: float) -> None:
-        obj = self._objects.get(label)
-        if obj is not None and hasattr(obj, "close"):
-            try:
-                obj.close()
-            except Exception:
-                raise NodeError(label, "close() failed:\n" + traceback.format_exc()) from None
-
-    def _teardown(self) -> None:
-        self._objects.clear()
-        self.clients.clear()
-
-    def pids(self) -> dict[str, list[int]]:
-        return {label: [os.getpid()] for label in self.labels}
-
-
-def node_host() -> str:
-    """A host name other nodes can reach this process at (for servers such as Reverb's).
-
-    Inside a Ray worker: this machine's address in the Ray cluster; otherwise localhost.
-    """
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            return ray.util.get_node_ip_address()
-    return "localhost"
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """One plain line per message on stderr for the launcher's own messages."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("launch")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-

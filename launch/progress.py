@@ -1,8 +1,10 @@
-"""The live progress line of a run (rich), and the report printed when it ends."""
+"""What a run shows its user: the format of the launcher's log lines, the live progress line
+(rich), and the report printed when it ends."""
 
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import time
 from typing import Any
@@ -15,8 +17,26 @@ PLAIN_EVERY_S = 10.0  # without a terminal: one plain line this often
 RATE_WINDOW_S = 10.0  # rates are measured over about this many seconds (nodes log every 2 s)
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """One plain line per message on stderr for the launcher's own messages (the loggers
+    under "launch")."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("launch")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
 def _format(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _percent(fraction: float | None, signed: bool = True) -> str:
+    """0.123 -> '+12.3%' (a return or a drawdown given as a fraction)."""
+    if fraction is None:
+        return "-"
+    return f"{100 * fraction:{'+' if signed else ''},.1f}%"
 
 
 class ProgressLine:
@@ -70,17 +90,21 @@ def final_report(summary: dict[str, Any]) -> str:
     ev, validation = summary["test"], summary["validation"]
     markets = ev.get("num_markets") or 1
     where = f"the median of {markets} test markets" if markets > 1 else "the test split"
+    years = ev.get("years")
+    over = f" over {years:.1f} years" if years else ""
+    actors = (f"{summary['num_seeds']} seeds" if summary.get("num_seeds")
+              else f"{summary['num_actors']} actors")
     return "\n".join([
         f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
-        f"[{summary['launch_type']}, {summary['num_actors']} actors]",
+        f"[{summary['launch_type']}, {actors}]",
         f"  learner steps {summary['learner_steps']:,} ({summary['learner_steps_per_s']:.1f}/s), "
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
         f"replay items {summary['replay_items']:,}, actor restarts {summary['actor_restarts']}",
         f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
         f"sharpe {_format(validation.get('best_sharpe'), 2)})",
-        f"  test ({where}, once): total return {_format(ev.get('total_return'), 4)}, sharpe "
-        f"{_format(ev.get('sharpe'), 2)}, max drawdown {_format(ev.get('max_drawdown'), 4)} "
-        f"(buy and hold: return {_format(ev.get('buy_and_hold_return'), 4)}, sharpe "
+        f"  test ({where}, once): total return {_percent(ev.get('total_return'))}{over}, sharpe "
+        f"{_format(ev.get('sharpe'), 2)}, max drawdown {_percent(ev.get('max_drawdown'), False)} "
+        f"(buy and hold: return {_percent(ev.get('buy_and_hold_return'))}, sharpe "
         f"{_format(ev.get('buy_and_hold_sharpe'), 2)})",
         f"  annualization: {summary.get('annualization')}",
         f"  results: {summary['workdir']} (summary.json, metrics.jsonl, tensorboard/, eval/, checkpoints/)",

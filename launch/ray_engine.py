@@ -9,16 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from launch.engine import DEFAULT_NODE_ENV, Launched, NodeError, resolve
+from launch.engine import DEFAULT_NODE_ENV, Launched, NodeError, ProgramLike
 
-if TYPE_CHECKING:
-    from launch.program import Program
-
-log = logging.getLogger("launch.program")
+log = logging.getLogger(__name__)
 
 
 # Ray passes a task argument larger than its inline limit (100 KiB, `max_direct_call_object_size`)
@@ -115,7 +113,7 @@ class NodeClient:
 class RayLaunched(Launched):
     def __init__(
         self,
-        program: Program,
+        program: ProgramLike,
         ray_address: str | None,
         code_dir: str | None,
         startup_timeout_s: float,
@@ -201,9 +199,7 @@ class RayLaunched(Launched):
             )
             if env:
                 options["runtime_env"] = {"env_vars": env}
-            arguments: tuple | list = (
-                node.constructor, resolve(node.args, self.clients), resolve(node.kwargs, self.clients)
-            )
+            arguments: tuple | list = (node.constructor, *node.arguments(self.clients))
             if node.max_restarts != 0 and len(ray.cloudpickle.dumps(arguments)) > KEPT_ARGUMENTS_BYTES:
                 kept = ray.put(arguments)
                 self._kept_arguments.append(kept)
@@ -274,14 +270,15 @@ class RayLaunched(Launched):
         if actor is not None:
             self._ray.get(actor.stop.remote(), timeout=30)
 
-    def _join_runs(self, timeout_s: float) -> list[str]:
+    def _join_runs(self, timeout_s: float, labels: list[str] | None = None) -> list[str]:
         ray = self._ray
         deadline = time.monotonic() + timeout_s
-        while self._runs:
-            ready, _ = ray.wait(
-                list(self._runs), num_returns=len(self._runs),
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
+        while True:
+            refs = [ref for ref, label in self._runs.items() if labels is None or label in labels]
+            if not refs:
+                break
+            ready, _ = ray.wait(refs, num_returns=len(refs),
+                                timeout=max(0.0, deadline - time.monotonic()))
             if not ready:
                 break
             for ref in ready:
@@ -289,21 +286,39 @@ class RayLaunched(Launched):
                 try:
                     ray.get(ref)
                 except Exception as error:  # noqa: BLE001
-                    if label in self._closed_labels or label not in self._workers:
-                        continue  # a service closed early to unblock the others.
+                    if (label in self._closed_labels or label in self._abandoned
+                            or label not in self._workers):
+                        continue  # a service closed early, or a process ended, by stop().
                     self.errors.append(NodeError(label, _ray_error_text(error)))
         self._track_pids()
-        return [label for label in self._runs.values() if label in self._workers]
+        return [label for label in self._runs.values()
+                if label in self._workers and (labels is None or label in labels)]
+
+    def _abandon(self, labels: list[str]) -> list[str]:
+        ended = [label for label in labels if self.program.nodes[label].max_restarts != 0]
+        for label in ended:
+            with contextlib.suppress(Exception):
+                self._ray.kill(self._actors[label], no_restart=True)
+        return ended
 
     def _close_node(self, label: str, timeout_s: float) -> None:
-        actor = self._actors.get(label)
-        if actor is None:
-            return
-        try:
-            self._ray.get(actor.close.remote(), timeout=timeout_s)
-        except Exception as error:  # noqa: BLE001
-            if not any(e.label == label for e in self.errors):
-                raise NodeError(label, "close() failed:\n" + _ray_error_text(error)) from None
+        self._close_nodes([label], timeout_s)
+
+    def _close_nodes(self, labels: list[str], timeout_s: float) -> None:
+        """Closes the nodes of `labels` at once (each closes in its own process)."""
+        pending = {}
+        for label in labels:
+            self._closed_labels.add(label)
+            actor = self._actors.get(label)
+            if actor is not None and label not in self._abandoned:
+                pending[label] = actor.close.remote()
+        deadline = time.monotonic() + timeout_s
+        for label, ref in pending.items():
+            try:
+                self._ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 - reported; the other nodes still close.
+                if not any(e.label == label for e in self.errors):
+                    self.errors.append(NodeError(label, "close() failed:\n" + _ray_error_text(error)))
 
     def _teardown(self) -> None:
         ray = self._ray
@@ -319,6 +334,19 @@ class RayLaunched(Launched):
 
     def pids(self) -> dict[str, list[int]]:
         return {label: list(pids) for label, pids in self._pids.items()}
+
+
+def node_host() -> str:
+    """A host name other nodes can reach this process at (for servers such as Reverb's).
+
+    Inside a Ray worker: this machine's address in the Ray cluster; otherwise localhost.
+    """
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    return "localhost"
 
 
 def _ray_error_text(error: BaseException) -> str:

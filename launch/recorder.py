@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import tensorboardX
 
+LOG_EVERY_S = 2.0  # seconds between metric records of one node
+
 
 class Recorder:
     """A service node: `write` from any node, `latest` for the launcher; closes its files."""

@@ -294,7 +294,7 @@ def ray_node(log_path, temp_dir, *flags, env):
 
 @pytest.mark.e2e
 def test_ray_launch_type_joins_a_running_cluster(tmp_path):
-    """A head and a second node joined to it, as README's "Launch types" says: Ray's token
+    """A head and a second node joined to it, as docs/cluster.md "Joining a cluster" says: Ray's token
     authentication on (their own token), the program's nodes spread over both."""
     token_path = tmp_path / "auth_token"
     token_path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes

@@ -1,0 +1,150 @@
+"""The actor-learner program of any agent (local_mt, local_mp, ray): its nodes built from the
+agent's builder, launched, watched until the first limit, stopped, and summarized."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from launch import nodes, progress, summary
+from launch.program import Program, launch
+from launch.recorder import Recorder
+from launch.setup import Setup
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 3.0  # a node's run() returns within a step (or an evaluation) when nothing blocks it
+# Node processes import the code from the repository this module lives in.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_program(setup: Setup) -> Program:
+    """The program: recorder, replay, learner, evaluator, actors (in this order), each built
+    by the agent's builder (agents.core.AgentBuilder)."""
+    workdir, seed = setup.workdir, setup.seed
+    common = dict(agent=setup.agent, config=setup.config, spec=setup.spec)
+    program = Program(setup.agent)
+    recorder = program.add_node("recorder", Recorder, workdir, num_cpus=0)
+    replay = program.add_node(
+        "replay", nodes.ReplayNode, **common,
+        checkpoint_dir=os.path.join(workdir, "checkpoints", "replay"), num_cpus=0,
+    )
+    learner = program.add_node(
+        "learner", nodes.LearnerNode, **common, replay=replay, recorder=recorder, seed=seed,
+        checkpoint_dir=setup.learner_dir, max_learner_steps=setup.max_learner_steps,
+        checkpoint_every=setup.checkpoint_every, restore=setup.restore,
+        num_cpus=1, num_gpus="auto", max_concurrency=4 + 2 * setup.num_actors,
+    )
+    program.add_node(
+        "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
+        market=setup.market, env_kwargs=setup.env_kwargs, eval_every=setup.eval_every,
+        eval_dir=os.path.join(workdir, "eval"), best_dir=os.path.join(workdir, "checkpoints", "best"),
+        periods_per_year=setup.periods_per_year, report_test_curve=setup.report_test_curve,
+        num_cpus=0,
+    )
+    actor_env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    for actor_id in range(setup.num_actors):
+        program.add_node(
+            f"actor_{actor_id}", nodes.ActorNode, **common, learner=learner, replay=replay,
+            recorder=recorder, actor_id=actor_id, num_actors=setup.num_actors, seed=seed,
+            market=setup.market, envs_per_actor=setup.envs_per_actor, env_kwargs=setup.env_kwargs,
+            num_cpus=1, max_restarts=-1, env_vars=actor_env,
+        )
+    return program
+
+
+def run(setup: Setup) -> int:
+    """Runs the program to its first limit (or an error, Ctrl-C, SIGTERM); writes the
+    summary; returns the exit code."""
+    start = time.monotonic()
+    program = build_program(setup)
+    launched = launch(program, setup.launch_type, ray_address=setup.ray_address, code_dir=REPO_ROOT)
+    with launched:
+        clients = launched.clients
+        recorder, replay = clients["recorder"], clients["replay"]
+        running_since = time.monotonic()
+        restored_replay_items = replay.size()
+        restored_step = clients["learner"].learner_steps()
+        view = progress.ProgressLine(setup.max_seconds)
+        state: dict[str, Any] = {"totals": summary.totals([]), "polled": 0.0}
+
+        def refresh() -> dict[str, Any]:
+            if time.monotonic() - state["polled"] >= 1.0:
+                state["totals"] = summary.totals(recorder.latest())
+                state["totals"]["replay_items"] = replay.size()
+                state["totals"]["mean_param_lag"] = recorder.mean("/param_lag")
+                state["polled"] = time.monotonic()
+            return state["totals"]
+
+        def stop_when() -> str | None:
+            if setup.max_seconds and time.monotonic() - running_since >= setup.max_seconds:
+                return f"limit: max_seconds={setup.max_seconds:g}"
+            if setup.max_env_steps and refresh()["env_steps"] >= setup.max_env_steps:
+                return f"limit: max_env_steps={setup.max_env_steps}"
+            return None
+
+        def on_poll() -> None:
+            view.update(time.monotonic() - running_since, refresh(), restored_step)
+
+        with view:
+            outcome = launched.wait(stop_when=stop_when, on_poll=on_poll)
+        reason = outcome.reason
+        if reason == "learner finished":
+            reason = f"limit: max_learner_steps={setup.max_learner_steps}"
+        log.info("stopping: %s", reason)
+        run_s = time.monotonic() - running_since
+        # Actors stop first, while the learner still samples (see Launched.stop).
+        launched.stop(grace_s=STOP_GRACE_S)
+        final_validation: dict[str, Any] = {}
+        test: dict[str, Any] = {}
+        if not launched.errors:
+            try:  # the final parameters compete on validation, then the best is tested once
+                final_validation = clients["evaluator"].evaluate()
+                test = clients["evaluator"].evaluate_test()
+            except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
+                log.error("final evaluation failed: %s", error)
+        try:
+            best = clients["evaluator"].best() or {}
+        except Exception as error:  # noqa: BLE001 - a lost evaluator: the errors say why.
+            log.error("could not read the evaluator's best parameters: %s", error)
+            best = {}
+        # Users of the replay close first (their writers flush), so replay_items is what the
+        # replay checkpoint written by its close() holds.
+        launched.close_nodes([label for label in launched.labels
+                              if label not in ("recorder", "replay")])
+        result = summary.totals(recorder.latest())
+        result["replay_items"] = replay.size()
+        result["mean_param_lag"] = recorder.mean("/param_lag")
+        launched.close()
+    wall_s = time.monotonic() - start
+    pids = launched.pids()
+    actor_labels = [label for label in pids if label.startswith("actor_")]
+    steps_by_process = result["env_steps_by_process"]
+    learner_steps = max(result["learner_steps"], restored_step)
+    test_metrics = summary.test_metrics(test)
+    return summary.finish(setup, {
+        **summary.common(setup, launched.launch_type, reason),
+        "env_steps": result["env_steps"],
+        "learner_steps": learner_steps,
+        "restored_from_step": restored_step if setup.restore else None,
+        "restored_replay_items": restored_replay_items if setup.restore else None,
+        "wall_s": round(wall_s, 2),
+        "run_s": round(run_s, 2),
+        "env_steps_per_s": result["env_steps"] / run_s if run_s > 0 else 0.0,
+        "learner_steps_per_s": (learner_steps - restored_step) / run_s if run_s > 0 else 0.0,
+        "replay_items": result["replay_items"],
+        "actor_pids": sorted({int(key.rsplit("/", 1)[1]) for key, steps in steps_by_process.items()
+                              if steps > 0 and key.rsplit("/", 1)[1].isdigit()}),
+        "env_steps_by_actor_process": steps_by_process,
+        "actor_restarts": sum(launched.restarts()[label] for label in actor_labels),
+        "node_pids": pids,
+        "param_syncs": result["param_syncs"],
+        "mean_param_lag": result["mean_param_lag"],
+        "validation": summary.validation_metrics(best, final_validation, result["eval"]),
+        "test": test_metrics,
+        "eval": test_metrics,  # the test result, under its older name
+        "errors": [str(error) for error in launched.errors],
+        "workdir": setup.workdir,
+    })

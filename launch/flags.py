@@ -1,0 +1,60 @@
+"""The launcher's command-line flags (absl); launch/setup.py checks them into a `Setup`."""
+
+from absl import flags
+
+from launch.program import LAUNCH_TYPES
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("lp_launch_type", "local_mp", [*LAUNCH_TYPES, "anakin"],
+                  "local_mt: threads in this process; local_mp: one process per node on a local "
+                  "Ray instance; ray: join the Ray cluster at --ray_address; anakin: acting, "
+                  "replay and updates in one compiled program on this host's devices.")
+flags.DEFINE_string("ray_address", None, "HOST:PORT of a running Ray cluster (--lp_launch_type=ray).")
+flags.DEFINE_string("agent", "apex_dqn", "Agent builder, by its name in agents/registry.py.")
+flags.DEFINE_string("agent_preset", "small", "Named settings of the agent's config (agents' "
+                    "config.py PRESETS): 'small' learns on a 2-core machine in minutes; "
+                    "'apex_paper' is Ape-X's paper settings, for a GPU learner and many actors.")
+flags.DEFINE_string("agent_config", "", "Overrides of the agent's config (on top of the preset): "
+                    "key=value,key=value.")
+flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp).")
+flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
+flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
+                    "synthetic:regime (a process: distinct train/validation/test paths), the "
+                    "path of an OHLCV CSV file, a folder of CSV files or a quoted glob pattern "
+                    "such as 'bars/*.csv' (one market per file; each split chronologically).")
+flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
+flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data_cache.py): 'off', or "
+                    "a folder every node can write or read; default: $APEX_DATA_CACHE, else "
+                    "beside the CSV when writable, else ~/.cache/apex-trader.")
+flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
+flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
+flags.DEFINE_integer("validation_paths", 4, "Held-out synthetic paths for model selection.")
+flags.DEFINE_integer("test_paths", 8, "Held-out synthetic paths for the final test.")
+flags.DEFINE_float("train_fraction", 0.6, "CSV: the first fraction of the bars for training.")
+flags.DEFINE_float("validation_fraction", 0.2, "CSV: the next fraction for model selection; the "
+                   "rest is the test split.")
+flags.DEFINE_integer("window", 2, "Bars in one observation.")
+flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
+flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")
+flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
+flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "
+                  "(fractions of portfolio value).")
+flags.DEFINE_float("periods_per_year", 0.0, "Bars per year for Sharpe and annualized return; "
+                   "0: inferred from the bars' spacing and calendar.")
+flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
+                  "plots only (selection never reads them).")
+flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
+flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
+                     "(restored steps count); 0: no limit.")
+flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors; 0: no limit.")
+flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes; 0: no limit.")
+flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
+flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
+                     "once (seeds --seed, --seed+1, ...), each selected on validation; "
+                     "summary.json holds each one's results and their medians.")
+flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
+flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
+flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every this many learner "
+                     "steps (and once at the end); the best parameters are tested once at the end.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Learner checkpoint every this many steps "
+                     "(and at the end); 0: only at the end.")

@@ -1,0 +1,174 @@
+"""The run setup: every flag checked, the market loaded and the envs of each split built, before
+any process starts or any agent code (jax, Reverb) is imported."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+from typing import Any
+
+
+class UsageError(ValueError):
+    """A flag value that cannot work; the message names the flag and what was expected."""
+
+
+@dataclasses.dataclass
+class Setup:
+    """What a launch type needs to run: the checked flags and what was built from them."""
+
+    launch_type: str  # local_mt, local_mp, ray or anakin
+    ray_address: str | None
+    agent: str
+    agent_preset: str
+    builder: Any  # the agent's builder module (agents.core.AgentBuilder)
+    config: Any  # the agent's config dataclass
+    spec: Any  # agents.specs.EnvironmentSpec of the training env
+    data: str
+    market: Any  # an environments.MarketSource
+    env_kwargs: dict
+    workdir: str
+    periods_per_year: float | None  # None: inferred from each market's bars
+    annualization: str  # how the test split is annualized, for the user
+    seed: int
+    num_seeds: int
+    num_actors: int
+    envs_per_actor: int
+    max_learner_steps: int
+    max_env_steps: int
+    max_seconds: float
+    eval_every: int
+    checkpoint_every: int
+    restore: bool
+    report_test_curve: bool
+    flags_text: str  # every flag's value, as flags.txt keeps them
+
+    @property
+    def learner_dir(self) -> str:
+        return os.path.join(self.workdir, "checkpoints", "learner")
+
+
+def make_setup(flags: Any) -> Setup:
+    """Validates every flag (loading the data and building the envs of each split); raises
+    UsageError naming the flag, its value and what was expected."""
+    counts = {"num_actors": 1, "envs_per_actor": 1, "window": 1, "episode_length": 1,
+              "eval_every": 1, "synthetic_steps": 2, "synthetic_paths": 1, "validation_paths": 1,
+              "test_paths": 1, "max_learner_steps": 0, "max_env_steps": 0, "checkpoint_every": 0,
+              "num_seeds": 1}
+    for name, minimum in counts.items():
+        if getattr(flags, name) < minimum:
+            raise UsageError(f"--{name}={getattr(flags, name)}: expected an integer >= {minimum}")
+    if not (flags.max_seconds >= 0 and math.isfinite(flags.max_seconds)):
+        raise UsageError(f"--max_seconds={flags.max_seconds}: expected a number >= 0")
+    if not (0 < flags.train_fraction < 1 and 0 < flags.validation_fraction < 1
+            and flags.train_fraction + flags.validation_fraction < 1):
+        raise UsageError(f"--train_fraction={flags.train_fraction} "
+                         f"--validation_fraction={flags.validation_fraction}: expected two numbers "
+                         "in (0, 1) whose sum is < 1 (the rest is the test split)")
+    if not (flags.periods_per_year >= 0 and math.isfinite(flags.periods_per_year)):
+        raise UsageError(f"--periods_per_year={flags.periods_per_year}: expected a number > 0, "
+                         "or 0 to infer it from the data")
+    if flags.lp_launch_type == "ray" and not flags.ray_address:
+        raise UsageError("--lp_launch_type=ray needs --ray_address=HOST:PORT of a running Ray cluster")
+    if flags.ray_address and flags.lp_launch_type != "ray":
+        raise UsageError(f"--ray_address is only used with --lp_launch_type=ray "
+                         f"(got --lp_launch_type={flags.lp_launch_type})")
+    if flags.num_seeds != 1 and flags.lp_launch_type != "anakin":
+        raise UsageError(f"--num_seeds={flags.num_seeds}: several seeds in one program need "
+                         f"--lp_launch_type=anakin (got --lp_launch_type={flags.lp_launch_type}); "
+                         "run the other launch types once per --seed")
+    try:
+        positions = [float(p) for p in flags.positions]
+    except ValueError:
+        raise UsageError(f"--positions={','.join(flags.positions)}: expected numbers separated "
+                         "by commas, e.g. -1,0,1") from None
+    workdir = _check_workdir(flags)
+
+    # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
+    from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
+    from environments.metrics import infer_periods_per_year
+
+    market = MarketSource(
+        flags.data, flags.date_format, flags.synthetic_steps, flags.synthetic_paths,
+        flags.validation_paths, flags.test_paths, flags.seed, flags.train_fraction,
+        flags.validation_fraction, flags.data_cache)
+    try:
+        splits = market.load()
+    except FileNotFoundError as error:
+        raise UsageError(f"--data={flags.data}: {error.strerror}") from None
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"--data={flags.data}: {error}") from None
+    env_kwargs = dict(window=flags.window, episode_length=flags.episode_length,
+                      commission_bps=flags.commission_bps, spread_bps=flags.spread_bps,
+                      borrow_bps_per_step=flags.borrow_bps_per_step, positions=tuple(positions))
+    env_flags = " ".join(f"--{name}={getattr(flags, name)}" for name in (
+        "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step"))
+    try:
+        train_env = TradingVectorEnv(list(splits.train), num_envs=1, mode="train", **env_kwargs)
+        for part in ("validation", "test"):
+            for one in splits.part(part):
+                TradingEnv(one, mode="eval", **env_kwargs)
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"{env_flags} --positions={','.join(flags.positions)} "
+                         f"--data={flags.data}: {error}") from None
+    if flags.periods_per_year:
+        periods_per_year = flags.periods_per_year
+        annualization = f"{flags.periods_per_year:g} periods per year (--periods_per_year)"
+    else:
+        periods_per_year = None
+        annualization = (f"{infer_periods_per_year(splits.test[0].timestamps)[1]} periods per "
+                         "year, inferred from the bars (override: --periods_per_year)")
+    builder, config = _agent(flags)  # jax, TensorFlow and Reverb load here, after the checks
+    spec = builder.make_environment_spec(train_env)
+    train_env.close()
+    return Setup(
+        launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
+        agent_preset=flags.agent_preset, builder=builder, config=config, spec=spec,
+        data=flags.data, market=market, env_kwargs=env_kwargs, workdir=workdir,
+        periods_per_year=periods_per_year, annualization=annualization, seed=flags.seed,
+        num_seeds=flags.num_seeds, num_actors=flags.num_actors,
+        envs_per_actor=flags.envs_per_actor, max_learner_steps=flags.max_learner_steps,
+        max_env_steps=flags.max_env_steps, max_seconds=flags.max_seconds,
+        eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
+        restore=flags.restore, report_test_curve=flags.report_test_curve,
+        flags_text=flags.flags_into_string(),
+    )
+
+
+def _check_workdir(flags: Any) -> str:
+    workdir = os.path.abspath(flags.workdir or os.path.join(
+        "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{flags.agent}"))
+    learner_dir = os.path.join(workdir, "checkpoints", "learner")
+    if flags.restore:
+        from launch import checkpoints
+
+        if not flags.workdir:
+            raise UsageError("--restore needs --workdir, the folder of the run to continue")
+        if not checkpoints.checkpoint_steps(learner_dir):
+            raise UsageError(f"--restore: no learner checkpoint in {learner_dir}")
+    elif os.path.isdir(workdir) and os.listdir(workdir):
+        raise UsageError(f"--workdir={workdir} is not empty; pass --restore to continue that run "
+                         f"or choose a new folder")
+    return workdir
+
+
+def _agent(flags: Any) -> tuple[Any, Any]:
+    """The agent's builder and its config (preset + --agent_config overrides), checked."""
+    from agents.config_checks import ConfigError, parse_overrides
+    from agents.registry import get_builder, get_config_module
+
+    try:
+        agent_config = get_config_module(flags.agent)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        overrides = parse_overrides(flags.agent_config, agent_config.Config)
+    except ConfigError as error:
+        raise UsageError(f"--agent_config: {error}") from None
+    try:
+        config = agent_config.make_config(preset=flags.agent_preset, **overrides)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--agent_preset={flags.agent_preset} --agent_config="
+                         f"{flags.agent_config!r}: {error}") from None
+    return get_builder(flags.agent), config
