@@ -1,5 +1,6 @@
 """Trading environments: market data and universes of markets (with their train / validation /
-test split), features, TradingEnv, its numpy-batched vector version and trading metrics.
+test split or walk-forward folds), features, TradingEnv, its numpy-batched vector version and
+trading metrics.
 Registers the gymnasium id "TradingEnv-v0". The jax version, JaxTradingEnv, is in
 environments.jittable (not imported here: numpy users do not import jax)."""
 
@@ -7,6 +8,7 @@ import gymnasium as gym
 
 from environments.csv_loader import load_csv
 from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
+from environments.folds import Fold, FoldSizes, walk_forward
 from environments.market import MarketData, MarketDataError
 from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat,
                                   infer_periods_per_year, median_metrics, plot_equity, run_episode,
@@ -23,9 +25,9 @@ if ENV_ID not in gym.registry:
                  vector_entry_point="environments.vector:TradingVectorEnv")
 
 __all__ = [
-    "ENV_ID", "FEATURE_NAMES", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
+    "ENV_ID", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
     "MarketSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
     "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "load_csv",
     "median_metrics", "ou_market", "path_seed", "plot_equity", "regime_market", "run_episode",
-    "run_episodes", "synthetic_market", "trading_metrics",
+    "run_episodes", "synthetic_market", "trading_metrics", "walk_forward",
 ]

@@ -91,6 +91,14 @@ class MarketData:
             raise TypeError(f"MarketData rows are taken with a slice, got {type(index).__name__}")
         return self._rows(index, self.source)
 
+    def rows(self, begin: int, end: int) -> "MarketData":
+        """Rows begin..end-1 as a new MarketData whose source names them, e.g.
+        "prices.csv[2000:2600]"; its features are this market's on those rows."""
+        if not 0 <= begin < end <= len(self):
+            raise ValueError(f"{self.source}: rows [{begin}:{end}] are not a non-empty range of "
+                             f"its {len(self)} rows")
+        return self._rows(slice(begin, end), f"{self.source}[{begin}:{end}]")
+
     def _rows(self, index: slice, source: str) -> "MarketData":
         arrays = {name: getattr(self, name)[index] for name in ARRAY_FIELDS}  # views
         return MarketData.from_checked(source, **arrays, features_=self.features[index])

@@ -1,5 +1,6 @@
 """Where a run's markets come from: one CSV market or a synthetic process, and its three-way
-split into train / validation / test markets that share no bar and no path.
+split into train / validation / test markets that share no bar and no path (one chronological
+split, or fold `fold` of `folds` walk-forward folds: environments.folds).
 
 A synthetic source is a *process*: `synthetic_paths` training paths, `validation_paths` and
 `test_paths` held-out paths, each from its own seed, so more actors bring new experience
@@ -19,6 +20,7 @@ import os
 import numpy as np
 
 from environments.csv_loader import load_csv
+from environments.folds import Fold, FoldSizes, fold_parts, walk_forward
 from environments.market import MarketData
 from environments.synthetic import synthetic_market
 
@@ -68,6 +70,15 @@ class MarketSource:
     validation_fraction: float = 0.2
     # load_csv's data cache: None follows $APEX_DATA_CACHE (default: on), "off", or a folder
     cache: str | None = None
+    # Walk-forward folds (environments.folds), cut in every file on its own (a synthetic
+    # source: in one path of synthetic_steps bars from `seed`); 0 keeps the fraction split.
+    folds: int = 0
+    fold: int = 0  # the fold whose parts load() returns, 0 = earliest
+    fold_test_bars: int = 0  # sizes in decision bars; 0: the default (environments.folds)
+    fold_validation_bars: int = 0
+    fold_train_bars: int = 0  # 0: an expanding training window; > 0: a rolling one
+    embargo: int = 0  # decision bars between the parts of a fold
+    lookback: int = 0  # history bars each part's rows carry before its first bar (the window)
 
     @property
     def is_synthetic(self) -> bool:
@@ -96,6 +107,35 @@ class MarketSource:
             raise FileNotFoundError(errno.ENOENT, what, self.data)
         return files
 
+    @property
+    def fold_sizes(self) -> FoldSizes | None:
+        """The walk-forward sizes, None for the single split (ValueError on bad values)."""
+        if self.folds == 0:
+            return None
+        if not (isinstance(self.folds, int) and self.folds > 0):
+            raise ValueError(f"folds={self.folds!r}: expected an integer >= 0 (0: one split)")
+        if not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
+            raise ValueError(f"fold={self.fold!r}: expected an integer in [0, {self.folds}) "
+                             f"(folds={self.folds}, 0 = the earliest)")
+        if not (isinstance(self.lookback, int) and self.lookback >= 0):
+            raise ValueError(f"lookback={self.lookback!r}: expected an integer >= 0")
+        return FoldSizes(self.folds, test_bars=self.fold_test_bars,
+                         validation_bars=self.fold_validation_bars,
+                         train_bars=self.fold_train_bars, embargo=self.embargo)
+
+    def whole_markets(self) -> tuple[MarketData, ...]:
+        """The markets before they are split: one per file, or the one path a walk-forward
+        synthetic source cuts into folds (a split synthetic source has none: ValueError)."""
+        return _whole_markets(self)
+
+    def walk_forward(self) -> tuple[tuple[Fold, ...], ...]:
+        """The folds of each of whole_markets() (environments.folds.walk_forward)."""
+        sizes = self.fold_sizes
+        if sizes is None:
+            raise ValueError("walk_forward() needs a source with folds >= 1")
+        return tuple(walk_forward(len(market), sizes, where=market.source)
+                     for market in self.whole_markets())
+
     def load(self) -> MarketSplits:
         """The markets of every part (MarketDataError / FileNotFoundError on bad data)."""
         return _load(self)
@@ -105,7 +145,26 @@ class MarketSource:
 
 
 @functools.lru_cache(maxsize=4)
+def _whole_markets(source: MarketSource) -> tuple[MarketData, ...]:
+    if source.is_synthetic:
+        if source.folds == 0:
+            raise ValueError("a synthetic source split into paths has no whole market; set "
+                             "folds >= 1 to walk forward through one path")
+        market = synthetic_market(kind=source.synthetic_kind, num_steps=source.synthetic_steps,
+                                  seed=source.seed)
+        return (dataclasses.replace(
+            market, source=f"synthetic:{source.synthetic_kind}(seed={source.seed})"),)
+    return tuple(load_csv(path, date_format=source.date_format, cache=source.cache)
+                 for path in source.files())
+
+
+@functools.lru_cache(maxsize=4)
 def _load(source: MarketSource) -> MarketSplits:
+    sizes = source.fold_sizes
+    if sizes is not None:
+        parts = [fold_parts(market, sizes, source.fold, source.lookback)
+                 for market in source.whole_markets()]  # [M] of (train, validation, test)
+        return MarketSplits(*(tuple(markets) for markets in zip(*parts)))
     if source.is_synthetic:
         counts = dict(train=source.synthetic_paths, validation=source.validation_paths,
                       test=source.test_paths)
@@ -124,8 +183,7 @@ def _load(source: MarketSource) -> MarketSplits:
             parts[part] = tuple(markets)
         return MarketSplits(**parts)
     parts: dict[str, list[MarketData]] = {part: [] for part in PARTS}
-    for path in source.files():
-        market = load_csv(path, date_format=source.date_format, cache=source.cache)
+    for market in source.whole_markets():
         for part, rows in zip(PARTS, market.split(source.train_fraction,
                                                   source.validation_fraction)):
             parts[part].append(rows)
