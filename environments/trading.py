@@ -235,6 +235,12 @@ class TradingEnv(gym.Env):
         self.__dict__.update(state)
         self._make_views()
 
+    @property
+    def step_index(self) -> int:
+        """Bar t (counted over the markets laid end to end) at which the next action is taken:
+        the step_index of the last reset's or step's info."""
+        return self._t
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         setup = self.setup
