@@ -113,8 +113,11 @@ def run_rule(env, rule: Rule, history: MarketData | None = None,
     distance = np.abs(targets[:, None] - levels[order][None, :])  # [T, K]
     actions = order[np.argmin(distance, axis=1)]  # [T]: the first nearest in that order
     first_bar = int(trading_env.setup.offsets[0])  # 0: an eval env walks one market
-    return run_episode(env, lambda obs: int(actions[offset + trading_env.step_index - first_bar]),
-                       periods_per_year=periods_per_year)
+
+    def policy(obs: np.ndarray) -> int:
+        return int(actions[offset + trading_env.step_index - first_bar])
+
+    return run_episode(env, policy, periods_per_year=periods_per_year)
 
 
 def select_by_sharpe(env, candidates: Mapping[str, Rule], history: MarketData | None = None,
