@@ -1,11 +1,12 @@
 """Acme-style interfaces every node of the program is written against.
 
 These mirror `acme/core.py` (names and meaning); dm-acme itself cannot be imported on
-Python 3.11 (see BUILD.md). No logic lives here, only the contracts.
+Python 3.11 (see BUILD.md). No logic lives here, only the contracts (and, for the fused
+single-host path, FunctionalEnv and AnakinAgent).
 """
 
 import abc
-from typing import Any, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -159,4 +160,37 @@ class AgentBuilder(Protocol):
         `variable_source`; it has `param_version` (the learner step of its parameters)."""
 
     def make_eval_policy(self, config: Any, spec: Any) -> Any:
-        """policy(params, observations [B, ...]) -> actions [B]: the greedy policy."""
+        """policy(params, observations [B, ...]) -> actions [B]: the greedy policy; traceable
+        inside jit/vmap (the anakin launcher evaluates it inside one compiled scan)."""
+
+    def make_anakin(self, config: Any, spec: Any, env: "FunctionalEnv", axis_name: str | None) -> "AnakinAgent":
+        """The agent as pure functions over one compiled training cycle (Podracer's Anakin):
+        env, acting, replay and updates in one program. `axis_name` names the pmap axis over
+        devices (gradients are averaged over it), or None on one device."""
+
+
+class FunctionalEnv(NamedTuple):
+    """What an Anakin agent sees of an environment: pure functions (gymnax style) with the
+    env's data as an explicit argument, so the whole loop compiles."""
+
+    reset: Callable  # (key, env_params) -> (obs, env_state)
+    # (key, env_state, action, env_params) -> (obs, env_state, reward, done, info). Auto-resets:
+    # when done, obs is the next episode's first observation; info has "final_observation" (the
+    # ended episode's last observation, == obs when not done), "terminated" and "truncated".
+    step: Callable
+
+
+class AnakinAgent(NamedTuple):
+    """An agent as pure functions (AgentBuilder.make_anakin). All are called under the same
+    vmap (seeds) and pmap (devices, axis_name) by the launcher."""
+
+    # (key, env_params) -> train_state: a pytree (learner state, replay state, env states, last
+    # observations, counters). Parameters come from `key` alone (identical on every device);
+    # env, replay and exploration randomness fold in jax.lax.axis_index(axis_name) when set.
+    init: Callable
+    # (train_state, env_params) -> (train_state, metrics: dict[str, float32 []]): ONE compiled
+    # cycle of acting into the in-graph replay (or straight into the update), then the updates.
+    train_step: Callable
+    policy_params: Callable  # train_state -> the params that make_eval_policy's policy takes
+    learner_steps: Callable  # train_state -> int32 [] updates done
+    env_steps: Callable  # train_state -> int32 [] env steps done (all envs of this device)

@@ -1,11 +1,14 @@
 """Tiny deterministic environments and helpers for tests of agents (like acme/testing).
 
-Real gymnasium environments, small enough that tests can compute expected numbers by hand.
+Real gymnasium environments (and CountingEnv as pure jax functions for the Anakin path), small
+enough that tests can compute expected numbers by hand.
 """
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from agents import core
@@ -81,3 +84,42 @@ class StaticVariableSource(core.VariableSource):
 
     def get_variables(self, names: Sequence[str]) -> list[Any]:
         return [self._variables[name] for name in names]
+
+
+class CountingEnvParams(NamedTuple):
+    """The data of a functional CountingEnv (an explicit argument, as gymnax's env params)."""
+
+    episode_length: jax.Array  # int32 []
+    terminates: jax.Array  # bool []: the last step terminates (True) or truncates (False)
+    tag: jax.Array  # float32 []
+
+
+class CountingEnvState(NamedTuple):
+    t: jax.Array  # int32 [] steps done in the episode
+
+
+def counting_env_params(episode_length: int = 5, terminates: bool = True, tag: float = 0.0) -> CountingEnvParams:
+    return CountingEnvParams(jnp.int32(episode_length), jnp.bool_(terminates), jnp.float32(tag))
+
+
+def make_counting_functional_env() -> core.FunctionalEnv:
+    """CountingEnv as gymnax-style pure functions, auto-resetting (agents.core.FunctionalEnv):
+    obs_t = [t, last action, tag], reward_t = t + 1; on the episode's last step `obs` is the next
+    episode's first observation and info["final_observation"] = [episode_length, action, tag]."""
+
+    def reset(key: jax.Array, params: CountingEnvParams):
+        del key
+        return jnp.stack([jnp.float32(0.0), jnp.float32(-1.0), params.tag]), CountingEnvState(jnp.int32(0))
+
+    def step(key: jax.Array, state: CountingEnvState, action: jax.Array, params: CountingEnvParams):
+        t = state.t + 1
+        end = t >= params.episode_length
+        final_observation = jnp.stack([t.astype(jnp.float32), action.astype(jnp.float32), params.tag])
+        first_observation, first_state = reset(key, params)
+        observation = jnp.where(end, first_observation, final_observation)
+        new_state = CountingEnvState(jnp.where(end, first_state.t, t))
+        info = {"final_observation": final_observation, "terminated": end & params.terminates,
+                "truncated": end & ~params.terminates}
+        return observation, new_state, (state.t + 1).astype(jnp.float32), end, info
+
+    return core.FunctionalEnv(reset=reset, step=step)

@@ -10,22 +10,13 @@ The network call is dispatched before the adder writes the step, so the two over
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from agents import core
 from agents.adders import NStepAdder
+from agents.apex_dqn.acting import apex_epsilon, epsilon_greedy  # noqa: F401  (apex_epsilon: imported from here too)
 from agents.apex_dqn.losses import double_q_td_error, priority
 from agents.variable_client import VariableClient
-
-
-def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: float = 7.0) -> float:
-    """Ape-X's ladder: eps_i = base^(1 + exponent * i / (N - 1)); base alone for one actor."""
-    if not 0 <= actor_id < num_actors:
-        raise ValueError(f"actor_id must be in [0, {num_actors}), got {actor_id}")
-    if num_actors == 1:
-        return base
-    return base ** (1.0 + exponent * actor_id / (num_actors - 1))
 
 
 def _act_and_prioritize(
@@ -39,11 +30,7 @@ def _act_and_prioritize(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Epsilon-greedy actions [B] and initial priorities [B, n] from one network output."""
     rng, explore_rng, action_rng = jax.random.split(rng, 3)
-    batch_size, num_actions = q.shape
-    greedy = jnp.argmax(q, axis=-1)
-    random_actions = jax.random.randint(action_rng, (batch_size,), 0, num_actions)
-    explore = jax.random.uniform(explore_rng, (batch_size,)) < epsilon
-    actions = jnp.where(explore, random_actions, greedy).astype(jnp.int32)
+    actions = epsilon_greedy(q, explore_rng, action_rng, epsilon)
     # The actor has one set of parameters: it serves as both online and target network.
     q_next = q[:, None, :]  # [B, 1, A], the next observation of every slot
     td_error = double_q_td_error(q_taken, n_step_return, discount, q_next, q_next)  # [B, n]

@@ -14,7 +14,7 @@ import reverb
 
 from agents import core, replay, specs
 from agents.adders import NStepAdder, TransitionLayout
-from agents.apex_dqn import learning, losses, networks
+from agents.apex_dqn import anakin, learning, losses, networks
 from agents.apex_dqn.actor import ApexDQNActor, apex_epsilon
 from agents.apex_dqn.config import ApexDQNConfig, make_config  # noqa: F401  (builder API)
 from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the builder's API)
@@ -49,19 +49,60 @@ def make_replay_tables(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> li
     ]
 
 
-def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
-    """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
-    network = make_networks(config, spec)
-    loss = losses.make_double_q_loss(
-        network.apply,
-        make_transition_layout(config, spec),
+def make_loss(config: ApexDQNConfig, spec: specs.EnvironmentSpec, layout: TransitionLayout,
+              axis_name: str | None) -> losses.LossFn:
+    """The double-Q loss of this config: the one the Reverb learner and Anakin both update with."""
+    return losses.make_double_q_loss(
+        make_networks(config, spec).apply,
+        layout,
         config.importance_sampling_exponent,
         config.huber_delta,
         axis_name,
         priority_epsilon=config.priority_epsilon,
     )
-    optimizer = losses.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
+
+
+def make_optimizer(config: ApexDQNConfig):
+    return losses.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
+
+
+def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
+    """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
+    loss = make_loss(config, spec, make_transition_layout(config, spec), axis_name)
+    optimizer = make_optimizer(config)
     return losses.make_sgd_step(loss, optimizer, config.target_update_period, axis_name), optimizer
+
+
+def make_anakin_layout(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> TransitionLayout:
+    """Anakin's items hold both observations (no frame sharing: they are small and in memory)."""
+    return TransitionLayout(spec.observation_shape, np.dtype(np.float32), config.n_step)
+
+
+def make_anakin_sizes(config: ApexDQNConfig) -> anakin.AnakinSizes:
+    """Anakin's sizes; ValueError naming the settings when the replay cannot hold one cycle."""
+    block = config.anakin_num_envs * config.anakin_rollout_steps  # items written per cycle
+    if config.max_replay_size < block or config.min_replay_size > config.max_replay_size // block * block:
+        raise ValueError(
+            f"apex_dqn config: under anakin the replay holds max_replay_size={config.max_replay_size} items "
+            f"rounded down to whole cycles of anakin_num_envs * anakin_rollout_steps = {block}; expected at "
+            f"least one cycle and min_replay_size={config.min_replay_size} at most that")
+    return anakin.AnakinSizes(config.anakin_num_envs, config.anakin_rollout_steps, config.anakin_updates_per_cycle,
+                              config.batch_size, config.max_replay_size // block * block, config.min_replay_size)
+
+
+def make_anakin(config: ApexDQNConfig, spec: specs.EnvironmentSpec, env: core.FunctionalEnv,
+                axis_name: str | None) -> core.AnakinAgent:
+    """Ape-X DQN as one compiled cycle per device (agents/apex_dqn/anakin.py), updating with
+    make_loss, the Reverb learner's loss. batch_size is per device."""
+    network = make_networks(config, spec)
+    return anakin.make_anakin(
+        network.apply, network.init, make_loss(config, spec, make_anakin_layout(config, spec), axis_name),
+        make_optimizer(config), env, tuple(spec.observation_shape), make_anakin_sizes(config),
+        target_update_period=config.target_update_period, n_step=config.n_step, discount=config.discount,
+        reward_scale=config.reward_scale, priority_exponent=config.priority_exponent,
+        priority_epsilon=config.priority_epsilon, epsilon_base=config.epsilon_base,
+        epsilon_exponent=config.epsilon_exponent, axis_name=axis_name,
+    )
 
 
 def make_learner(

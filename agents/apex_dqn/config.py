@@ -50,6 +50,13 @@ class ApexDQNConfig:
     # Network.
     hidden_sizes: tuple[int, ...] = (512, 512)  # ours: MLP torso + dueling heads of 512 (Ape-X's head width).
 
+    # Anakin (--lp_launch_type=anakin: env, acting, replay and updates in one compiled cycle per
+    # device; the replay holds max_replay_size items rounded down to whole cycles, and learning
+    # starts at min_replay_size). Not yet tuned on validation Sharpe: issue 17's measurement loop.
+    anakin_num_envs: int = 256  # issue 17: envs stepped together on each device.
+    anakin_rollout_steps: int = 16  # issue 17: steps of every env per cycle.
+    anakin_updates_per_cycle: int = 8  # issue 17: updates of batch_size items (per device) per cycle.
+
     def __post_init__(self):
         check_ranges("apex_dqn", self, _RANGES)
 
@@ -76,6 +83,9 @@ _RANGES = {
     "epsilon_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
+    "anakin_num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "anakin_rollout_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "anakin_updates_per_cycle": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
 }
 
 
@@ -87,7 +97,7 @@ PRESETS = {
     # Learns a synthetic market within minutes on 2 CPU cores (launch/apex.py's default):
     # rewards of ~1e-2 per step scaled to ~1, a short horizon, a small network that updates
     # fast on a CPU, learning from 2k items, and ~16 samples per inserted item, so that
-    # actors cannot take the CPU the learner needs (README: "Rate limiting").
+    # actors cannot take the CPU the learner needs (docs/agents.md: "Rate limiting").
     "small": dict(
         reward_scale=100.0, discount=0.8, hidden_sizes=(32, 32), batch_size=128,
         learning_rate=3e-4, target_update_period=500, min_replay_size=2000,

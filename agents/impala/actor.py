@@ -9,27 +9,12 @@ adder writes the step, so the network and the writers work at the same time.
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from agents import core
+from agents.impala.acting import sample_actions  # noqa: F401  (imported from here too)
 from agents.sequence_adder import SequenceAdder
 from agents.variable_client import VariableClient
-
-
-def sample_actions(
-    apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
-    params: Any,
-    observation: jax.Array,  # [B, ...]
-    rng: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Actions [B] drawn from softmax(logits), their log-probabilities [B], and the next rng."""
-    rng, action_rng = jax.random.split(rng)
-    logits, _ = apply(params, observation)  # [B, A]
-    actions = jax.random.categorical(action_rng, logits).astype(jnp.int32)  # [B]
-    log_probs = jax.nn.log_softmax(logits)  # [B, A]
-    log_prob = jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0]  # [B]
-    return actions, log_prob, rng
 
 
 class ImpalaActor(core.Actor):

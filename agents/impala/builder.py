@@ -13,7 +13,7 @@ import numpy as np
 import reverb
 
 from agents import core, replay, specs
-from agents.impala import learning, losses, networks
+from agents.impala import anakin, learning, losses, networks
 from agents.impala.actor import ImpalaActor
 from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
 from agents.sequence_adder import SequenceAdder, SequenceLayout
@@ -42,15 +42,35 @@ def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> lis
     return [replay.make_queue_table(config.queue_table_name, signature, config.max_queue_size)]
 
 
-def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
-    """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
-    loss = losses.make_impala_loss(
+def make_loss(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> losses.LossFn:
+    """The V-trace loss of this config: the one the Reverb learner and Anakin both update with."""
+    return losses.make_impala_loss(
         make_networks(config, spec).apply, config.discount, config.baseline_cost, config.entropy_cost,
         config.clip_rho_threshold, config.clip_pg_rho_threshold, config.vtrace_lambda,
     )
-    optimizer = losses.make_optimizer(config.learning_rate, config.rmsprop_decay, config.rmsprop_eps,
-                                        config.max_gradient_norm)
-    return losses.make_sgd_step(loss, optimizer, axis_name), optimizer
+
+
+def make_optimizer(config: ImpalaConfig):
+    return losses.make_optimizer(config.learning_rate, config.rmsprop_decay, config.rmsprop_eps,
+                                 config.max_gradient_norm)
+
+
+def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
+    """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
+    optimizer = make_optimizer(config)
+    return losses.make_sgd_step(make_loss(config, spec), optimizer, axis_name), optimizer
+
+
+def make_anakin(config: ImpalaConfig, spec: specs.EnvironmentSpec, env: core.FunctionalEnv,
+                axis_name: str | None) -> core.AnakinAgent:
+    """IMPALA as one compiled cycle per device (agents/impala/anakin.py), updating with make_loss,
+    the Reverb learner's loss. batch_size is per device."""
+    network = make_networks(config, spec)
+    return anakin.make_anakin(
+        network.apply, network.init, make_loss(config, spec), make_optimizer(config), env,
+        num_envs=config.anakin_num_envs, sequence_length=config.sequence_length, batch_size=config.batch_size,
+        discount=config.discount, reward_scale=config.reward_scale, axis_name=axis_name,
+    )
 
 
 def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int) -> learning.ImpalaLearner:

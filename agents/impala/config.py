@@ -49,11 +49,17 @@ class ImpalaConfig:
     # Network.
     hidden_sizes: tuple[int, ...] = (512, 512)  # ours: apex_dqn's torso and head widths.
 
+    # Anakin (--lp_launch_type=anakin): each cycle steps anakin_num_envs envs per device
+    # sequence_length - 1 times, then makes anakin_num_envs / batch_size updates of batch_size of
+    # those sequences. Not yet tuned on validation Sharpe.
+    anakin_num_envs: int = 64  # ours: envs stepped together on each device (a multiple of batch_size).
+
     def __post_init__(self):
         check_ranges("impala", self, _RANGES)
 
 
 _RANGES = {
+    "anakin_num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (a multiple of batch_size)"),
     "sequence_length": (lambda v: _integer(v) and v >= 2, "an integer >= 2 (one learned row and one bootstrap row)"),
     "discount": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "clip_rho_threshold": (lambda v: _number(v) and v > 0, "a number > 0"),

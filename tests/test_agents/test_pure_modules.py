@@ -1,5 +1,5 @@
-"""The pure maths modules import neither Reverb nor TensorFlow (checked in a fresh interpreter),
-so a fully jitted loop can use them on a machine without either."""
+"""The pure maths modules and the Anakin agents import neither Reverb nor TensorFlow (checked in
+a fresh interpreter), so a fully jitted loop can use them on a machine without either."""
 
 import os
 import subprocess
@@ -10,10 +10,16 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PURE_MODULES = [
+    "agents.core",
     "agents.layouts",
     "agents.sgd",
+    "agents.jax_replay",
+    "agents.apex_dqn.acting",
+    "agents.apex_dqn.anakin",
     "agents.apex_dqn.losses",
     "agents.apex_dqn.networks",
+    "agents.impala.acting",
+    "agents.impala.anakin",
     "agents.impala.losses",
     "agents.impala.networks",
 ]

@@ -1,0 +1,23 @@
+"""Ape-X DQN's exploration: epsilon-greedy actions and the per-actor epsilon ladder (pure JAX),
+shared by the Reverb actor (actor.py) and the fused in-graph loop (anakin.py)."""
+
+import jax
+import jax.numpy as jnp
+
+
+def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: float = 7.0) -> float:
+    """Ape-X's ladder: eps_i = base^(1 + exponent * i / (N - 1)); base alone for one actor."""
+    if not 0 <= actor_id < num_actors:
+        raise ValueError(f"actor_id must be in [0, {num_actors}), got {actor_id}")
+    if num_actors == 1:
+        return base
+    return base ** (1.0 + exponent * actor_id / (num_actors - 1))
+
+
+def epsilon_greedy(q: jax.Array, explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float) -> jax.Array:
+    """Actions int32 [B] from q [B, A]: uniform with probability epsilon (a scalar or [B]), else argmax."""
+    batch_size, num_actions = q.shape
+    greedy = jnp.argmax(q, axis=-1)
+    random_actions = jax.random.randint(action_key, (batch_size,), 0, num_actions)
+    explore = jax.random.uniform(explore_key, (batch_size,)) < epsilon
+    return jnp.where(explore, random_actions, greedy).astype(jnp.int32)

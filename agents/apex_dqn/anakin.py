@@ -1,0 +1,211 @@
+"""Ape-X DQN under Anakin: B envs x K steps of epsilon-greedy acting into the in-graph prioritized
+replay (agents/jax_replay.py), then U updates with the Reverb learner's loss and sgd_step, all in
+one compiled `train_step` (agents.core.AnakinAgent). Pure JAX: no Reverb, no TensorFlow.
+
+Transitions are the n-step adder's (agents/adders.py): for the transition starting at step t
+that spans k = min(n, steps until the episode ends), n_step_return = sum_j gamma^j r_{t+j},
+discount = 0 if the episode terminated at t + k, else gamma^k (a truncated episode bootstraps
+from its final observation), next_observation = obs_{t+k} (the final observation at an end).
+Each env writes one item per step: its k = n transition, or, during the first n - 1 steps of
+an episode (when there is none yet), one of the k < n transitions that the previous episode's
+end completed (k = n - 1 first). Exact when every episode lasts at least n steps; an episode shorter than that
+drops the not yet written short transitions of the episode before it.
+Initial priorities are the Reverb actors' (actor.py): |TD error| + epsilon with the acting
+network as both online and target network, from one network call on [next obs; final obs].
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from agents import core, jax_replay
+from agents.apex_dqn.acting import apex_epsilon, epsilon_greedy
+from agents.apex_dqn.losses import (Batch, LearnerState, LossFn, double_q_td_error, init_state_from_key,
+                                    make_sgd_step, priority)
+
+
+class NStepState(NamedTuple):
+    """The last n steps of each of the B envs (oldest first) and the k < n transitions of each
+    env's last ended episode, written while the next episode has no k = n transition yet."""
+
+    observations: jax.Array  # [B, n, ...] obs at the start of each step
+    actions: jax.Array  # int32 [B, n]
+    rewards: jax.Array  # float32 [B, n] (scaled)
+    q_taken: jax.Array  # float32 [B, n] Q(obs, action) when acting
+    episode_steps: jax.Array  # int32 [B] steps of the current episode
+    pending: dict[str, jax.Array]  # items [B, n - 1, ...]
+    pending_priorities: jax.Array  # float32 [B, n - 1], 0: none
+
+
+class TrainState(NamedTuple):
+    learner: LearnerState
+    replay: jax_replay.ReplayState
+    env_states: Any  # [B] env states
+    observations: jax.Array  # [B, ...] the observation each env acts on next
+    n_step: NStepState
+    rng: jax.Array  # env and exploration randomness of this device
+    env_steps: jax.Array  # int32 [] env steps done by this device's envs
+
+
+class AnakinSizes(NamedTuple):
+    num_envs: int  # B envs per device
+    rollout_steps: int  # K steps of each env per cycle
+    updates_per_cycle: int  # U updates per cycle (batch_size items each, per device)
+    batch_size: int
+    replay_capacity: int  # a multiple of B * K
+    min_replay_size: int
+
+
+def make_anakin(
+    apply: Callable[[Any, jax.Array], jax.Array],
+    init_params: Callable[[jax.Array], Any],
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    env: core.FunctionalEnv,
+    observation_shape: tuple[int, ...],
+    sizes: AnakinSizes,
+    *,
+    target_update_period: int,
+    n_step: int,
+    discount: float,
+    reward_scale: float,
+    priority_exponent: float,
+    priority_epsilon: float,
+    epsilon_base: float,
+    epsilon_exponent: float,
+    axis_name: str | None,
+) -> core.AnakinAgent:
+    """The AnakinAgent updating with `loss_fn` (the Reverb learner's, built with `axis_name`)
+    through the Reverb learner's sgd_step."""
+    sgd_step = make_sgd_step(loss_fn, optimizer, target_update_period, axis_name)
+    B, n = sizes.num_envs, n_step
+    epsilons = jnp.asarray([apex_epsilon(i, B, epsilon_base, epsilon_exponent) for i in range(B)], jnp.float32)
+    steps_spanned = n - np.arange(n)  # [n] k of slot j
+    exponents = np.arange(n)[:, None] - np.arange(n)[None, :]
+    # return_weights[i, j] = gamma^(i - j) for i >= j: n_step_return[:, j] = rewards @ return_weights[:, j]
+    return_weights = jnp.asarray(np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0), jnp.float32)
+    bootstrap_discounts = jnp.asarray(discount ** steps_spanned, jnp.float32)  # [n]
+    item_example = {
+        "observation": jnp.zeros(observation_shape, jnp.float32),
+        "next_observation": jnp.zeros(observation_shape, jnp.float32),
+        "action": jnp.zeros([], jnp.int32),
+        "n_step_return": jnp.zeros([], jnp.float32),
+        "discount": jnp.zeros([], jnp.float32),
+    }
+
+    def device_key(key: jax.Array) -> jax.Array:
+        return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+    def init(key: jax.Array, env_params: Any) -> TrainState:
+        params_key, rng = jax.random.split(key)
+        learner = init_state_from_key(init_params, optimizer, params_key)  # identical on every device
+        rng, reset_key = jax.random.split(device_key(rng))
+        observations, env_states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, B), env_params)
+        observations = observations.astype(jnp.float32)
+        pending = jax.tree.map(lambda x: jnp.zeros((B, n - 1, *x.shape), x.dtype), item_example)
+        n_step_state = NStepState(
+            jnp.zeros((B, n, *observation_shape), jnp.float32), jnp.zeros((B, n), jnp.int32),
+            jnp.zeros((B, n), jnp.float32), jnp.zeros((B, n), jnp.float32), jnp.zeros((B,), jnp.int32),
+            pending, jnp.zeros((B, n - 1), jnp.float32))
+        replay = jax_replay.init(item_example, sizes.replay_capacity)
+        return TrainState(learner, replay, env_states, observations, n_step_state, rng, jnp.zeros([], jnp.int32))
+
+    def transitions(s: NStepState, final_observation: jax.Array, terminated: jax.Array, q_final: jax.Array):
+        """The n transitions [B, n] ending at `final_observation`, their priorities and validity."""
+        n_step_return = s.rewards @ return_weights  # [B, n]
+        discounts = jnp.where(terminated[:, None], 0.0, bootstrap_discounts[None, :])  # [B, n]
+        q_next = q_final[:, None, :]  # [B, 1, A]: one network serves as online and target
+        priorities = priority(double_q_td_error(s.q_taken, n_step_return, discounts, q_next, q_next), priority_epsilon)
+        valid = s.episode_steps[:, None] >= steps_spanned[None, :]  # [B, n]
+        items = {
+            "observation": s.observations,
+            "next_observation": jnp.broadcast_to(final_observation[:, None], s.observations.shape),
+            "action": s.actions, "n_step_return": n_step_return, "discount": discounts,
+        }
+        return items, jnp.where(valid, priorities, 0.0)
+
+    def act(carry, key, params, env_params):
+        """One step of the B envs: acts, steps, and emits one replay item per env."""
+        env_states, observations, q, s = carry
+        explore_key, action_key, env_key = jax.random.split(key, 3)
+        actions = epsilon_greedy(q, explore_key, action_key, epsilons)  # [B]
+        next_obs, env_states, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(env_key, B), env_states, actions, env_params)
+        next_obs = next_obs.astype(jnp.float32)
+        final_obs = info["final_observation"].astype(jnp.float32)
+        q_both = apply(params, jnp.concatenate([next_obs, final_obs]))  # [2B, A]
+        q_next, q_final = q_both[:B], q_both[B:]
+        q_taken = jnp.take_along_axis(q, actions[:, None], axis=1)[:, 0]
+        shift = lambda history, new: jnp.concatenate([history[:, 1:], new[:, None]], axis=1)  # noqa: E731
+        s = s._replace(observations=shift(s.observations, observations), actions=shift(s.actions, actions),
+                       rewards=shift(s.rewards, reward.astype(jnp.float32) * reward_scale),
+                       q_taken=shift(s.q_taken, q_taken), episode_steps=s.episode_steps + 1)
+        items, priorities = transitions(s, final_obs, info["terminated"].astype(bool), q_final)
+        emitted, emitted_priority = jax.tree.map(lambda x: x[:, 0], items), priorities[:, 0]
+        if n > 1:  # during an episode's first n - 1 steps: a k < n transition of the one before
+            early = s.episode_steps < n  # [B]
+            select = lambda mask, a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)  # noqa: E731
+            emitted = jax.tree.map(lambda now, old: select(early, old[:, 0], now), emitted, s.pending)
+            emitted_priority = select(early, s.pending_priorities[:, 0], emitted_priority)
+            # The pending transitions leave one per step (a shift register); an end refills them.
+            shift_out = lambda x: jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)  # noqa: E731
+            s = s._replace(
+                pending=jax.tree.map(lambda old, new: select(done, new[:, 1:], shift_out(old)), s.pending, items),
+                pending_priorities=select(done, priorities[:, 1:], shift_out(s.pending_priorities)))
+        s = s._replace(episode_steps=jnp.where(done, 0, s.episode_steps))
+        return (env_states, next_obs, q_next, s), (emitted, emitted_priority, reward, done)
+
+    def update(carry, key):
+        """One sgd_step on a batch sampled from the replay; the new priorities written back."""
+        learner, replay = carry
+        sample = jax_replay.sample(replay, key, sizes.batch_size)
+        table_size = jnp.full((sizes.batch_size,), sample.size, jnp.float32)
+        learner, extra = sgd_step(learner, Batch(sample.items, sample.probabilities, table_size))
+        replay = jax_replay.set_priorities(replay, sample.indices, extra.priorities, priority_exponent)
+        return (learner, replay), extra.metrics
+
+    def train_step(state: TrainState, env_params: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        params = state.learner.params
+        rng, act_key, update_key = jax.random.split(state.rng, 3)
+        q = apply(params, state.observations)
+        (env_states, observations, _, n_step_state), (items, priorities, rewards, dones) = jax.lax.scan(
+            lambda carry, key: act(carry, key, params, env_params),
+            (state.env_states, state.observations, q, state.n_step), jax.random.split(act_key, sizes.rollout_steps))
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [K, B, ...] -> [K * B, ...]
+        replay = jax_replay.add(state.replay, jax.tree.map(flat, items), flat(priorities), priority_exponent)
+        ready = replay.size >= sizes.min_replay_size
+        if axis_name is not None:  # every device takes the same branch (the updates pmean)
+            ready = jax.lax.pmin(ready.astype(jnp.int32), axis_name) > 0
+        update_keys = jax.random.split(update_key, sizes.updates_per_cycle)
+
+        # Only the learner and the priorities go through the cond: a batched predicate (vmap over
+        # seeds) makes it a select, which would otherwise copy every stored item each cycle.
+        def learn(learner, leaves):
+            updated = replay._replace(leaves=leaves)
+            (learner, updated), metrics = jax.lax.scan(update, (learner, updated), update_keys)
+            return learner, updated.leaves, jax.tree.map(jnp.mean, metrics)
+
+        metric_shapes = jax.eval_shape(learn, state.learner, replay.leaves)[2]
+
+        def wait(learner, leaves):
+            return learner, leaves, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
+
+        learner, leaves, metrics = jax.lax.cond(ready, learn, wait, state.learner, replay.leaves)
+        replay = replay._replace(leaves=leaves)
+        metrics = {**metrics, "replay_size": replay.size.astype(jnp.float32),
+                   "reward_mean": jnp.mean(rewards).astype(jnp.float32),
+                   "episodes": jnp.sum(dones).astype(jnp.float32)}
+        new_state = TrainState(learner, replay, env_states, observations, n_step_state, rng,
+                               state.env_steps + sizes.num_envs * sizes.rollout_steps)
+        return new_state, metrics
+
+    return core.AnakinAgent(
+        init=init,
+        train_step=train_step,
+        policy_params=lambda state: state.learner.params,
+        learner_steps=lambda state: state.learner.step,
+        env_steps=lambda state: state.env_steps,
+    )
