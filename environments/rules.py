@@ -142,7 +142,8 @@ def crossover_candidates(pairs: Sequence[tuple[int, int]] = CROSSOVERS) -> dict[
 def baselines(train_env, test_env, history: MarketData | None = None, seed: int = 0,
               oracle: bool = False, periods_per_year: float | None = None) -> dict[str, dict]:
     """Every baseline's run_episode result on `test_env` ({name: result}, each with "rule":
-    the chosen parameters): buy_and_hold, flat, random (seeded), momentum and ma_crossover
+    the chosen parameters, and "training_sharpes": every candidate's Sharpe on training, {} for
+    a rule without parameters): buy_and_hold, flat, random (seeded), momentum and ma_crossover
     with their parameters chosen by Sharpe on `train_env` (an eval-mode env of the fold's
     training part), and ou_mean_reversion when `oracle`. `history`: the whole market both
     envs' rows were cut from."""
@@ -152,9 +153,11 @@ def baselines(train_env, test_env, history: MarketData | None = None, seed: int 
         "flat": ("constant(0)", constant(0.0)),
         "random": (f"random(seed={seed})", random_rule(seed, positions)),
     }
+    training_sharpes = {}
     for name, candidates in (("momentum", momentum_candidates()),
                              ("ma_crossover", crossover_candidates())):
-        chosen, _ = select_by_sharpe(train_env, candidates, history, periods_per_year)
+        chosen, training_sharpes[name] = select_by_sharpe(train_env, candidates, history,
+                                                          periods_per_year)
         rules[name] = (chosen, candidates[chosen])
     if oracle:
         rules["ou_mean_reversion"] = ("ou_mean_reversion(threshold=0.5)", ou_mean_reversion())
@@ -162,4 +165,5 @@ def baselines(train_env, test_env, history: MarketData | None = None, seed: int 
     for name, (description, rule) in rules.items():
         results[name] = run_rule(test_env, rule, history, periods_per_year)
         results[name]["rule"] = description
+        results[name]["training_sharpes"] = training_sharpes.get(name, {})
     return results

@@ -111,6 +111,9 @@ def test_baselines_on_a_fold_choose_on_training_and_test_once():
     best = max((run_rule(train_env, momentum(n), market, 252)["sharpe"], -i, n)
                for i, n in enumerate((5, 10, 21, 63, 126, 252)))
     assert lookback == best[2]
+    assert len(results["momentum"]["training_sharpes"]) == 6
+    assert len(results["ma_crossover"]["training_sharpes"]) == 4
+    assert results["flat"]["training_sharpes"] == {}
     np.testing.assert_array_equal(results["momentum"]["portfolio_values"],
                                   run_rule(test_env, momentum(lookback), market, 252)[
                                       "portfolio_values"])
