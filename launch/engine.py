@@ -146,7 +146,7 @@ class Launched:
         SIGINT and SIGTERM end the wait (reason "interrupted (...)") instead of the process.
         """
         received: list[str] = []
-        with _catch_signals(received):
+        with catch_signals(received):
             while True:
                 try:
                     ended = self._poll(poll_s)
@@ -170,20 +170,21 @@ class Launched:
     def stop(self, grace_s: float = 15.0, timeout_s: float = 60.0, unblock_s: float = 10.0) -> None:
         """Asks every node to stop (newest first, all at once) and waits for their run().
 
-        No order of stopping avoids a wait where the replay is rate-limited: actors stopped
-        first can leave the learner waiting for samples in a Reverb dataset that nothing
-        wakes, not even the replay closing; so the learner stops at once, and the actors
-        whose inserts only its sampling would admit are released after `grace_s`. Released
-        how: the services (nodes without run()) are closed early, newest first (the replay
-        before the recorder), each giving the runs `unblock_s` to return. After a node failed
-        (the run ends on an error), restartable nodes still running `FAILED_GRACE_S` after
-        the stop have their process ended instead, where the engine can (Ray): closing the
-        replay under them would cost Reverb's server check (5 s) per actor.
+        The learner stops at once, though actors may then wait on a rate-limited replay that
+        only its sampling would let them into: stopped, the replay itself lets them in
+        (ReplayNode.stop). No order of stopping would avoid that wait: actors stopped first
+        can leave the learner waiting for samples in a Reverb dataset that nothing wakes, not
+        even the replay closing. A run still going `grace_s` after the stop is blocked on
+        something else: the services (nodes without run()) are then closed early, newest
+        first (the replay before the recorder), each giving the runs `unblock_s` to return.
+        After a node failed (the run ends on an error), restartable nodes still running
+        `FAILED_GRACE_S` after the stop have their process ended instead, where the engine can
+        (Ray): unblocking them through a closed replay costs seconds each.
         """
         if self._stopped:
             return
         self._stopped = True
-        with _catch_signals([]):
+        with catch_signals([]):
             for label in reversed(self.labels):
                 self._signal(label)
             deadline = time.monotonic() + timeout_s
@@ -199,9 +200,8 @@ class Launched:
             for label in [l for l in reversed(self.labels) if l not in self._workers]:
                 if not running:
                     break
-                log.info("node(s) %s still waiting on a service %.0f s after stop() (e.g. a "
-                         "rate-limited insert once the learner stopped sampling); closing %s "
-                         "to release them", ", ".join(running), grace_s, label)
+                log.warning("node(s) %s still running after stop(); closing %s to unblock them",
+                            ", ".join(running), label)
                 self._close_once(label, timeout_s)
                 running = self._join_runs(min(unblock_s, max(0.0, deadline - time.monotonic())))
             if running:
@@ -224,7 +224,7 @@ class Launched:
             self.stop()
         finally:
             self._closed = True
-            with _catch_signals([]):
+            with catch_signals([]):
                 try:
                     for wave in close_waves(self.program.nodes):
                         self._close_nodes([l for l in wave if l not in self._closed_labels], timeout_s)
@@ -265,7 +265,7 @@ class Launched:
 
 
 @contextlib.contextmanager
-def _catch_signals(received: list[str]) -> Iterator[None]:
+def catch_signals(received: list[str]) -> Iterator[None]:
     """Turns SIGINT/SIGTERM into an entry in `received` (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -13,7 +13,8 @@ The node protocol (all optional):
   run()    the node's main loop; returns when done or after stop(). A node without run() is a
            service (a replay server, a recorder) that lives until the program stops.
   stop()   asks run() to return soon; called from another thread, for every node at once
-           (see engine.Launched.stop for why not in some order).
+           (see engine.Launched.stop for why not in some order). A service's stop() lets
+           the clients that wait on it go (the replay admits rate-limited inserts).
   close()  releases resources and writes final checkpoints; called after every run() ended,
            users before what they use (engine.close_waves).
 Every other public method can be called through a client.

@@ -99,7 +99,8 @@ def final_report(summary: dict[str, Any]) -> str:
         f"[{summary['launch_type']}, {actors}]",
         f"  learner steps {summary['learner_steps']:,} ({summary['learner_steps_per_s']:.1f}/s), "
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
-        f"replay items {summary['replay_items']:,}, actor restarts {summary['actor_restarts']}",
+        f"replay items {_format(summary['replay_items'], 0)}, actor restarts "
+        f"{summary['actor_restarts']}",
         f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
         f"sharpe {_format(validation.get('best_sharpe'), 2)})",
         f"  test ({where}, once): total return {_percent(ev.get('total_return'))}{over}, sharpe "

@@ -123,8 +123,7 @@ class EvaluatorNode:
             return record
 
     def _evaluate(self, params: Any, part: str, plot_path: str | None) -> dict[str, Any]:
-        from environments import median_metrics, run_episodes
-        from environments.metrics import buy_and_hold, flat, plot_equity
+        from environments import run_episodes
 
         envs = self._envs[part]
         start = time.monotonic()
@@ -134,33 +133,57 @@ class EvaluatorNode:
 
         results = run_episodes(envs, act, periods_per_year=self._periods_per_year)
         if part not in self._baselines:  # the same for every evaluation
-            holds = [buy_and_hold(env, self._periods_per_year) for env in envs]
-            flats = [flat(env, self._periods_per_year) for env in envs]
-            self._baselines[part] = {"buy_and_hold": holds, "flat": flats}
-        baselines = self._baselines[part]
-        agent, hold = median_metrics(results), median_metrics(baselines["buy_and_hold"])
-        record = {name: agent[name] for name in (
-            "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
-            "turnover", "hit_rate")}
-        record.update(
-            buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
-            buy_and_hold_max_drawdown=hold["max_drawdown"],
-            flat_return=median_metrics(baselines["flat"])["total_return"],
-            num_markets=len(envs), sharpe_by_market=[r["sharpe"] for r in results],
-            periods_per_year=results[0]["periods_per_year"],
-            annualization=results[0]["annualization"], eval_s=time.monotonic() - start,
-            years=float(np.median([(len(r["portfolio_values"]) - 1) / r["periods_per_year"]
-                                   for r in results])),  # the median market's span
-        )
+            self._baselines[part] = baselines(envs, self._periods_per_year)
+        record = evaluation_record(results, self._baselines[part])
+        record["eval_s"] = time.monotonic() - start
         if plot_path is not None:
-            curves = {"agent": results[0]["portfolio_values"],
-                      "buy_and_hold": baselines["buy_and_hold"][0]["portfolio_values"],
-                      "flat": baselines["flat"][0]["portfolio_values"]}
-            suffix = f" (market 1 of {len(envs)})" if len(envs) > 1 else ""
-            plot_equity(plot_path, curves, timestamps=results[0]["timestamps"],
-                        title=f"{part.capitalize()} equity on {envs[0].market.source}{suffix}")
-            record["equity_plot"] = plot_path
+            record["equity_plot"] = plot(plot_path, part, envs, results, self._baselines[part])
         return record
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def baselines(envs: list[Any], periods_per_year: float | None) -> dict[str, list[dict]]:
+    """Buy-and-hold and flat on each of `envs` (eval-mode TradingEnvs), the same costs as
+    the agent's: run_episode results under "buy_and_hold" and "flat"."""
+    from environments.metrics import buy_and_hold, flat
+
+    return {"buy_and_hold": [buy_and_hold(env, periods_per_year) for env in envs],
+            "flat": [flat(env, periods_per_year) for env in envs]}
+
+
+def evaluation_record(results: list[dict], references: dict[str, list[dict]]) -> dict[str, Any]:
+    """An evaluation's record from the agent's run_episode results on M markets and the
+    baselines' on the same markets: the median metrics (what selection and the test read)."""
+    from environments import median_metrics
+
+    agent, hold = median_metrics(results), median_metrics(references["buy_and_hold"])
+    record = {name: agent[name] for name in (
+        "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
+        "turnover", "hit_rate")}
+    record.update(
+        buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
+        buy_and_hold_max_drawdown=hold["max_drawdown"],
+        flat_return=median_metrics(references["flat"])["total_return"],
+        num_markets=len(results), sharpe_by_market=[r["sharpe"] for r in results],
+        periods_per_year=results[0]["periods_per_year"],
+        annualization=results[0]["annualization"],
+        years=float(np.median([(len(r["portfolio_values"]) - 1) / r["periods_per_year"]
+                               for r in results])),  # the median market's span
+    )
+    return record
+
+
+def plot(path: str, part: str, envs: list[Any], results: list[dict],
+         references: dict[str, list[dict]]) -> str:
+    """The equity curves of the first market (agent, buy-and-hold, flat) in `path`."""
+    from environments.metrics import plot_equity
+
+    curves = {"agent": results[0]["portfolio_values"],
+              "buy_and_hold": references["buy_and_hold"][0]["portfolio_values"],
+              "flat": references["flat"][0]["portfolio_values"]}
+    suffix = f" (market 1 of {len(envs)})" if len(envs) > 1 else ""
+    plot_equity(path, curves, timestamps=results[0]["timestamps"],
+                title=f"{part.capitalize()} equity on {envs[0].market.source}{suffix}")
+    return path

@@ -3,7 +3,9 @@ the builder's learner, serves its variables, checkpoints)."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import math
 import os
 import threading
 import time
@@ -38,6 +40,8 @@ class ReplayNode:
         self._client = self._server.localhost_client()
         self._address = f"{node_host()}:{self._server.port}"
         self._closed = False
+        self._releasing: threading.Thread | None = None
+        self._stop_releasing = threading.Event()
 
     def address(self) -> str:
         """host:port of the server, reachable from the other nodes."""
@@ -49,10 +53,44 @@ class ReplayNode:
             return self._final_size
         return int(sum(info.current_size for info in self._client.server_info().values()))
 
+    def stop(self) -> None:
+        """The program stops: lets in the inserts that a table's rate limiter holds back once
+        the learner no longer samples (actors waiting for room), by sampling (and dropping) what
+        the limiter allows while it holds inserts back, until close(). That never takes a
+        sample a still-running learner needs (it stops short of the limit on samples), neither
+        removes nor changes a prioritized table's items, and a queue is not kept anyway
+        (REPLAY_CHECKPOINTED)."""
+        if self._releasing is None and not self._closed:
+            self._releasing = threading.Thread(target=self._release, name="replay_release",
+                                               daemon=True)
+            self._releasing.start()
+
+    def _release(self) -> None:
+        import reverb
+
+        address = f"localhost:{self._server.port}"
+        while not self._stop_releasing.is_set():
+            sampled = False
+            for name, info in self._client.server_info().items():
+                count = admissible_samples(info.rate_limiter_info, info.current_size)
+                if count >= 1:
+                    # Another sampler (the learner's prefetch) may take them first: a sample
+                    # that would wait ends the dataset after 50 ms instead of blocking.
+                    dataset = reverb.TrajectoryDataset.from_table_signature(
+                        address, name, max_in_flight_samples_per_worker=1,
+                        num_workers_per_iterator=1, rate_limiter_timeout_ms=50)
+                    for _ in dataset.take(count).as_numpy_iterator():
+                        sampled = True
+            if not sampled:
+                self._stop_releasing.wait(0.02)
+
     def close(self) -> None:
         """Checkpoints the tables, then stops the server (unblocking any waiting client)."""
         if self._closed:
             return
+        self._stop_releasing.set()
+        if self._releasing is not None:
+            self._releasing.join()
         self._final_size = self.size()
         # A closed-early replay (see Launched.stop) may still take inserts while it checkpoints
         # (a learner's prefetch can let a rate-limited actor through): checkpoint again until
@@ -65,6 +103,18 @@ class ReplayNode:
             self._final_size = size
         self._closed = True
         self._server.stop()
+
+
+def admissible_samples(limiter: Any, size: int) -> int:
+    """How many samples Reverb's rate limiter (a RateLimiterInfo) allows now, counted only
+    while it holds inserts back (0 otherwise): with D = inserts * samples_per_insert -
+    samples, an insert waits while D + samples_per_insert > max_diff, a sample goes while
+    D - 1 >= min_diff and the table holds min_size_to_sample items."""
+    spi, inserts = limiter.samples_per_insert, limiter.insert_stats.completed
+    diff = inserts * spi - limiter.sample_stats.completed
+    if diff + spi <= limiter.max_diff or size < limiter.min_size_to_sample:
+        return 0
+    return max(0, math.floor(diff - limiter.min_diff))
 
 
 class LearnerNode:
@@ -155,3 +205,7 @@ class LearnerNode:
         except Exception as error:  # noqa: BLE001 - e.g. a priority update to a closed replay
             log.warning("learner: closing the learner failed (was the replay closed first, "
                         "see Launched.stop?): %s", error)
+        # Its sample iterator (a Reverb dataset) is torn down now, while the replay still runs:
+        # torn down at the interpreter's exit, after the replay stopped, it waits seconds.
+        self._learner = None
+        gc.collect()
