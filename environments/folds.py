@@ -74,7 +74,8 @@ def walk_forward(num_bars: int, sizes: FoldSizes, where: str = "market") -> tupl
         raise MarketDataError(
             f"{where}: has {num_bars} bars, too few for {sizes.folds} walk-forward folds with "
             f"test_bars={size['test_bars']}, validation_bars={size['validation_bars']}, "
-            f"embargo={sizes.embargo} and a {sizes.window_kind} training window"
+            f"embargo={sizes.embargo} and {'a rolling' if sizes.train_bars else 'an expanding'} "
+            "training window"
             + (f" of {sizes.train_bars} bars" if sizes.train_bars else "")
             + f": needs at least {needed} bars (use fewer or smaller folds, or a longer market)")
     return folds

@@ -33,6 +33,20 @@ flags.DEFINE_integer("test_paths", 8, "Held-out synthetic paths for the final te
 flags.DEFINE_float("train_fraction", 0.6, "CSV: the first fraction of the bars for training.")
 flags.DEFINE_float("validation_fraction", 0.2, "CSV: the next fraction for model selection; the "
                    "rest is the test split.")
+flags.DEFINE_integer("folds", 0, "Walk-forward folds K of each CSV file (or of one synthetic "
+                     "path of --synthetic_steps bars): 0 keeps the one split by the fractions "
+                     "above; K >= 1 trains, selects and tests on fold --fold "
+                     "(environments/folds.py).")
+flags.DEFINE_integer("fold", 0, "With --folds=K: the fold to run, 0 (the earliest) .. K-1.")
+flags.DEFINE_integer("fold_test_bars", 0, "With --folds: bars of each fold's test part; 0: "
+                     "(bars - 2 x embargo) // (K + 4).")
+flags.DEFINE_integer("fold_validation_bars", 0, "With --folds: bars of each validation part; "
+                     "0: as many as a test part.")
+flags.DEFINE_integer("fold_train_bars", 0, "With --folds: 0 trains on every bar before the "
+                     "validation part (expanding window); N > 0 on the N bars before it (rolling).")
+flags.DEFINE_integer("embargo", -1, "With --folds: bars left out between the training, "
+                     "validation and test parts, at least the agent's target horizon (n_step, "
+                     "or an IMPALA sequence_length - 1); -1: that horizon.")
 flags.DEFINE_integer("window", 2, "Bars in one observation.")
 flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
 flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")

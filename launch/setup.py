@@ -84,6 +84,7 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"--positions={','.join(flags.positions)}: expected numbers separated "
                          "by commas, e.g. -1,0,1") from None
     workdir = _check_workdir(flags)
+    embargo = _check_folds(flags)
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
     from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
@@ -92,13 +93,20 @@ def make_setup(flags: Any) -> Setup:
     market = MarketSource(
         flags.data, flags.date_format, flags.synthetic_steps, flags.synthetic_paths,
         flags.validation_paths, flags.test_paths, flags.seed, flags.train_fraction,
-        flags.validation_fraction, flags.data_cache)
+        flags.validation_fraction, flags.data_cache, folds=flags.folds, fold=flags.fold,
+        fold_test_bars=flags.fold_test_bars, fold_validation_bars=flags.fold_validation_bars,
+        fold_train_bars=flags.fold_train_bars, embargo=embargo,
+        lookback=flags.window if flags.folds else 0)
+    fold_flags = ("folds", "fold", "fold_test_bars", "fold_validation_bars", "fold_train_bars",
+                  "embargo") if flags.folds else ()
+    data_flags = " ".join([f"--data={flags.data}",
+                           *(f"--{name}={getattr(flags, name)}" for name in fold_flags)])
     try:
         splits = market.load()
     except FileNotFoundError as error:
         raise UsageError(f"--data={flags.data}: {error.strerror}") from None
     except (MarketDataError, ValueError) as error:
-        raise UsageError(f"--data={flags.data}: {error}") from None
+        raise UsageError(f"{data_flags}: {error}") from None
     env_kwargs = dict(window=flags.window, episode_length=flags.episode_length,
                       commission_bps=flags.commission_bps, spread_bps=flags.spread_bps,
                       borrow_bps_per_step=flags.borrow_bps_per_step, positions=tuple(positions))
@@ -153,10 +161,48 @@ def _check_workdir(flags: Any) -> str:
     return workdir
 
 
+def _check_folds(flags: Any) -> int:
+    """Checks the walk-forward flags; returns the embargo in bars (0 without --folds)."""
+    sizes = ("fold_test_bars", "fold_validation_bars", "fold_train_bars")
+    if flags.folds < 0:
+        raise UsageError(f"--folds={flags.folds}: expected an integer >= 0 (0: one split)")
+    if not flags.folds:
+        for name in ("fold", *sizes):
+            if getattr(flags, name):
+                raise UsageError(f"--{name}={getattr(flags, name)} needs --folds=K (K >= 1)")
+        if flags.embargo != -1:
+            raise UsageError(f"--embargo={flags.embargo} needs --folds=K (K >= 1)")
+        return 0
+    if not 0 <= flags.fold < flags.folds:
+        raise UsageError(f"--fold={flags.fold}: expected an integer in [0, {flags.folds - 1}] "
+                         f"(--folds={flags.folds}, 0 = the earliest)")
+    for name in sizes:
+        if getattr(flags, name) < 0:
+            raise UsageError(f"--{name}={getattr(flags, name)}: expected an integer >= 0 "
+                             "(0: the default)")
+    config = _agent_config(flags)  # jax-free
+    # the bars a learning target reaches ahead of its step
+    horizon = getattr(config, "n_step", None) or getattr(config, "sequence_length", 2) - 1
+    if flags.embargo == -1:
+        return int(horizon)
+    if flags.embargo < horizon:
+        raise UsageError(f"--embargo={flags.embargo}: expected at least the agent's target "
+                         f"horizon, {horizon} bars (-1: that horizon)")
+    return flags.embargo
+
+
 def _agent(flags: Any) -> tuple[Any, Any]:
     """The agent's builder and its config (preset + --agent_config overrides), checked."""
+    from agents.registry import get_builder
+
+    config = _agent_config(flags)
+    return get_builder(flags.agent), config
+
+
+def _agent_config(flags: Any) -> Any:
+    """The agent's config (preset + --agent_config overrides), checked; imports no builder."""
     from agents.config_checks import ConfigError, parse_overrides
-    from agents.registry import get_builder, get_config_module
+    from agents.registry import get_config_module
 
     try:
         agent_config = get_config_module(flags.agent)
@@ -171,4 +217,4 @@ def _agent(flags: Any) -> tuple[Any, Any]:
     except (TypeError, ValueError) as error:
         raise UsageError(f"--agent_preset={flags.agent_preset} --agent_config="
                          f"{flags.agent_config!r}: {error}") from None
-    return get_builder(flags.agent), config
+    return config
