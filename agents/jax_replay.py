@@ -95,7 +95,8 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int, block_size: int 
     return Sample(items, indices, probabilities, state.size)
 
 
-def set_priorities(state: ReplayState, indices: jax.Array, priorities: jax.Array, priority_exponent: float) -> ReplayState:
+def set_priorities(state: ReplayState, indices: jax.Array, priorities: jax.Array,
+                   priority_exponent: float) -> ReplayState:
     """Sets p of the slots `indices` [B]; where a slot appears twice, the last one wins (as a
     dict of Reverb mutate_priorities updates does)."""
     count = indices.shape[0]

@@ -50,6 +50,21 @@ class TrainState(NamedTuple):
     env_steps: jax.Array  # int32 [] env steps done by this device's envs
 
 
+def _shift_in(history: jax.Array, new: jax.Array) -> jax.Array:
+    """[B, n, ...] history without its oldest entry, `new` [B, ...] appended."""
+    return jnp.concatenate([history[:, 1:], new[:, None]], axis=1)
+
+
+def _shift_out(x: jax.Array) -> jax.Array:
+    """[B, m, ...] without its first entry, zeros appended."""
+    return jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
+
+
+def _where_rows(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """jnp.where with a [B] mask over [B, ...] arrays."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
+
+
 class AnakinSizes(NamedTuple):
     num_envs: int  # B envs per device
     rollout_steps: int  # K steps of each env per cycle
@@ -139,7 +154,7 @@ def make_anakin(
         q_both = apply(params, jnp.concatenate([next_obs, final_obs]))  # [2B, A]
         q_next, q_final = q_both[:B], q_both[B:]
         q_taken = jnp.take_along_axis(q, actions[:, None], axis=1)[:, 0]
-        shift = lambda history, new: jnp.concatenate([history[:, 1:], new[:, None]], axis=1)  # noqa: E731
+        shift = _shift_in
         s = s._replace(observations=shift(s.observations, observations), actions=shift(s.actions, actions),
                        rewards=shift(s.rewards, reward.astype(jnp.float32) * reward_scale),
                        q_taken=shift(s.q_taken, q_taken), episode_steps=s.episode_steps + 1)
@@ -147,11 +162,10 @@ def make_anakin(
         emitted, emitted_priority = jax.tree.map(lambda x: x[:, 0], items), priorities[:, 0]
         if n > 1:  # during an episode's first n - 1 steps: a k < n transition of the one before
             early = s.episode_steps < n  # [B]
-            select = lambda mask, a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)  # noqa: E731
+            select, shift_out = _where_rows, _shift_out
             emitted = jax.tree.map(lambda now, old: select(early, old[:, 0], now), emitted, s.pending)
             emitted_priority = select(early, s.pending_priorities[:, 0], emitted_priority)
             # The pending transitions leave one per step (a shift register); an end refills them.
-            shift_out = lambda x: jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)  # noqa: E731
             s = s._replace(
                 pending=jax.tree.map(lambda old, new: select(done, new[:, 1:], shift_out(old)), s.pending, items),
                 pending_priorities=select(done, priorities[:, 1:], shift_out(s.pending_priorities)))

@@ -47,7 +47,8 @@ def rollout(apply: Callable, env: core.FunctionalEnv, env_params: Any, params: A
         next_obs, env_states, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(env_key, num_envs), env_states, actions, env_params)
         next_obs = next_obs.astype(jnp.float32)
-        both_logits, both_values = apply(params, jnp.concatenate([next_obs, info["final_observation"].astype(jnp.float32)]))
+        final_obs = info["final_observation"].astype(jnp.float32)
+        both_logits, both_values = apply(params, jnp.concatenate([next_obs, final_obs]))  # [2B, ...]
         bootstrap = jnp.where(info["truncated"], discount * jax.lax.stop_gradient(both_values[num_envs:]), 0.0)
         row = {
             "observation": observations, "action": actions,
@@ -94,7 +95,8 @@ def make_anakin(
         if axis_name is not None:
             rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
         rng, reset_key = jax.random.split(rng)
-        observations, env_states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_envs), env_params)
+        reset_keys = jax.random.split(reset_key, num_envs)
+        observations, env_states = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env_params)
         return TrainState(learner, env_states, observations.astype(jnp.float32), rng, jnp.zeros([], jnp.int32))
 
     def train_step(state: TrainState, env_params: Any) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -54,7 +54,8 @@ def test_apex_items_are_the_n_step_adders_transitions_with_actor_priorities(term
     # t = 0, 1, 2 (k = 3), steps 6-7 the first episode's t = 3 (k = 2) and t = 4 (k = 1), steps 8-10
     # the second episode's t = 0, 1, 2.
     starts = [None, None, 0, 1, 2, 3, 4, 0, 1, 2]
-    q = lambda obs: np.asarray(apex_builder.make_networks(config, SPEC).apply(state.learner.params, obs[None]))[0]  # noqa: E731
+    apply = apex_builder.make_networks(config, SPEC).apply
+    q = lambda obs: np.asarray(apply(state.learner.params, obs[None]))[0]  # noqa: E731
     for env in range(2):
         previous_action = -1.0
         for step, t in enumerate(starts):
@@ -95,8 +96,10 @@ def test_apex_update_is_the_reverb_learners_sgd_step_on_the_sampled_batch():
     assert float(metrics["gradient_norm"]) == pytest.approx(float(optax.global_norm(grads)), rel=1e-5)
     sgd_step, _ = apex_builder.make_sgd_step(config, SPEC, axis_name=None)  # what make_learner pmaps
     expected, extra = sgd_step(state.learner, batch)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), learned.learner.params, expected.params)
-    expected_leaves = jax_replay.set_priorities(acted.replay, sample.indices, extra.priorities, config.priority_exponent).leaves
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # noqa: E731
+    jax.tree.map(close, learned.learner.params, expected.params)
+    expected_leaves = jax_replay.set_priorities(acted.replay, sample.indices, extra.priorities,
+                                                config.priority_exponent).leaves
     np.testing.assert_allclose(learned.replay.leaves, expected_leaves, rtol=1e-6)
 
 
@@ -144,7 +147,8 @@ def test_impala_rollout_rows_fold_a_truncation_bootstrap_into_the_reward(termina
     network = impala_builder.make_networks(config, SPEC)
     params = network.init(jax.random.PRNGKey(0))
     env_params = testing.counting_env_params(3, terminates)  # episodes of 3 steps; rows 0-3 are steps
-    observations, env_states = jax.vmap(ENV.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(1), 4), env_params)
+    reset_keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    observations, env_states = jax.vmap(ENV.reset, in_axes=(0, None))(reset_keys, env_params)
     _, last_obs, data, rewards, dones = impala_anakin.rollout(
         network.apply, ENV, env_params, params, env_states, observations, jax.random.PRNGKey(2), 5, 0.5, 2.0)
     data = jax.tree.map(np.asarray, data)
@@ -181,7 +185,8 @@ def test_impala_update_is_the_reverb_learners_sgd_step_on_the_rollout():
     for start in (0, 2):  # 4 envs, batch_size 2: two updates in turn
         learner, step_metrics = sgd_step(learner, jax.tree.map(lambda x: x[start:start + 2], data))
         losses.append(float(step_metrics["loss"]))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), learned.learner.params, learner.params)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+    jax.tree.map(close, learned.learner.params, learner.params)
     assert float(metrics["loss"]) == pytest.approx(np.mean(losses), rel=1e-5)
     assert int(agent.learner_steps(learned)) == 2 and int(agent.env_steps(learned)) == 16
 
