@@ -70,11 +70,10 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     progress.configure_logging()
     try:
-        setup = make_setup(FLAGS)
-    except UsageError as error:
+        sys.exit(run(make_setup(FLAGS)))
+    except UsageError as error:  # a flag's value is wrong; under anakin also while building
         print(f"apex.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run(setup))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class ProgressLine:
         line = (
             f"[{elapsed:5.0f}{limit} s] learner step {learner_steps:,} "
             f"({learner_rate:,.1f}/s) | env steps {env_steps:,} ({env_rate:,.0f}/s) | "
-            f"replay {totals.get('replay_items', 0):,} | param lag "
+            f"replay {_format(totals.get('replay_items'), 0)} | param lag "
             f"{_format(totals.get('mean_param_lag'))} | validation sharpe "
             f"{_format(totals['eval'].get('sharpe'), 2)} (best "
             f"{_format(totals['eval'].get('best_sharpe'), 2)})"
@@ -86,13 +86,27 @@ class ProgressLine:
             print(line, flush=True)
 
 
+def _selection(summary: dict[str, Any]) -> str:
+    validation = summary["validation"]
+    if "learner_steps_by_seed" in validation:
+        sharpes = ", ".join(_format(v, 2) for v in validation["best_sharpe_by_seed"])
+        return (f"  selected on validation, each seed on its own: learner steps "
+                f"{validation['learner_steps_by_seed']} (validation sharpe {sharpes}; median "
+                f"{_format(validation.get('best_sharpe'), 2)})")
+    return (f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
+            f"sharpe {_format(validation.get('best_sharpe'), 2)})")
+
+
 def final_report(summary: dict[str, Any]) -> str:
-    ev, validation = summary["test"], summary["validation"]
+    ev = summary["test"]
     markets = ev.get("num_markets") or 1
     where = f"the median of {markets} test markets" if markets > 1 else "the test split"
+    if "sharpe_by_seed" in ev:
+        where += f", the median of {len(ev['sharpe_by_seed'])} seeds"
     years = ev.get("years")
     over = f" over {years:.1f} years" if years else ""
-    actors = (f"{summary['num_seeds']} seeds" if summary.get("num_seeds")
+    seeds = summary.get("num_seeds")
+    actors = (f"{seeds} seed{'s' if seeds > 1 else ''}" if seeds
               else f"{summary['num_actors']} actors")
     return "\n".join([
         f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
@@ -101,8 +115,7 @@ def final_report(summary: dict[str, Any]) -> str:
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
         f"replay items {_format(summary['replay_items'], 0)}, actor restarts "
         f"{summary['actor_restarts']}",
-        f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
-        f"sharpe {_format(validation.get('best_sharpe'), 2)})",
+        _selection(summary),
         f"  test ({where}, once): total return {_percent(ev.get('total_return'))}{over}, sharpe "
         f"{_format(ev.get('sharpe'), 2)}, max drawdown {_percent(ev.get('max_drawdown'), False)} "
         f"(buy and hold: return {_percent(ev.get('buy_and_hold_return'))}, sharpe "

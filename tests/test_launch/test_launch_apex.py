@@ -165,6 +165,8 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     ("--positions=1,1", "positions must be distinct"),
     ("--positions=long,short", "--positions=long,short: expected numbers"),
     ("--validation_fraction=0.5", "--train_fraction=0.6 --validation_fraction=0.5"),
+    ("--num_seeds=2", "--num_seeds=2: several seeds in one program need --lp_launch_type=anakin"),
+    ("--num_seeds=0", "--num_seeds=0: expected an integer >= 1"),
 ])
 def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     workdir = tmp_path / "run"

@@ -1,0 +1,267 @@
+"""--lp_launch_type=anakin: the env, acting, replay and updates of an agent in one compiled
+training cycle on this host's devices (Podracer's Anakin), for any agent whose builder offers
+make_anakin; `--num_seeds` agents at once (vmap), each selected on validation, tested once.
+
+`pmap` over jax.local_devices() (axis "device": each device its own envs and replay shard,
+gradients averaged) of `vmap` over seeds (their own parameters, replay, envs, exploration).
+The workdir gets what the other launch types write (launch/distributed.py): metrics.jsonl and
+TensorBoard (launch/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
+--restore continues it exactly), best parameters per seed, and summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from launch import anakin_eval, checkpoints, progress, summary
+from launch.engine import catch_signals
+from launch.recorder import LOG_EVERY_S, Recorder
+from launch.setup import Setup, UsageError
+
+log = logging.getLogger(__name__)
+AXIS = "device"  # the pmap axis name the agent averages its gradients over
+
+
+class Program:
+    """The compiled functions of one Anakin run: init, train_step, counters, policy params,
+    all as pmap(vmap(...)) over [devices, seeds]."""
+
+    def __init__(self, setup: Setup):
+        import jax
+
+        from agents import core
+        from environments.jittable import JaxTradingEnv
+        from environments.trading import make_setup
+
+        self.devices = jax.local_devices()
+        self.env = JaxTradingEnv(make_setup(list(setup.market.split("train")), mode="train",
+                                            **setup.env_kwargs))
+        if not hasattr(setup.builder, "make_anakin"):
+            raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
+                             "run under --lp_launch_type=anakin (use local_mt or local_mp)")
+        try:
+            agent = setup.builder.make_anakin(setup.config, setup.spec,
+                                              core.FunctionalEnv(self.env.reset, self.env.step), AXIS)
+        except ValueError as error:
+            raise UsageError(f"--lp_launch_type=anakin --agent_config={setup.config}: {error}") from None
+        self.agent = agent
+
+        def per_seed(fn: Any, **pmap_kwargs: Any) -> Any:
+            return jax.pmap(jax.vmap(fn, in_axes=(0, None)), axis_name=AXIS, in_axes=(0, None),
+                            **pmap_kwargs)
+
+        self.init = per_seed(agent.init)
+        self.train_step = per_seed(agent.train_step, donate_argnums=(0,))
+        self.counters = jax.pmap(jax.vmap(lambda state: (agent.learner_steps(state),
+                                                         agent.env_steps(state))), axis_name=AXIS)
+        self.policy_params = jax.jit(jax.vmap(agent.policy_params))  # one device's [S] states
+        seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device
+        self.keys = np.broadcast_to(np.asarray(keys), (len(self.devices),) + keys.shape)
+
+    def seed_params(self, state: Any) -> Any:
+        """[S] policy parameters (device 0's: identical on every device)."""
+        import jax
+
+        return self.policy_params(jax.tree.map(lambda x: x[0], state))
+
+
+def run(setup: Setup) -> int:
+    """Trains to the first limit (or Ctrl-C, SIGTERM), selects each seed on validation, tests
+    the selections once; writes the summary; returns the exit code."""
+    import jax
+
+    start = time.monotonic()
+    program = Program(setup)
+    policy = setup.builder.make_eval_policy(setup.config, setup.spec)
+    splits = {part: anakin_eval.SplitEvaluator(part, list(setup.market.split(part)),
+                                               setup.env_kwargs, policy, setup.periods_per_year)
+              for part in ("validation", "test")}
+    selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
+    eval_dir = os.path.join(setup.workdir, "eval")
+    os.makedirs(eval_dir, exist_ok=True)
+    recorder = Recorder(setup.workdir)
+    run = Run(setup.eval_every)
+    try:
+        state = program.init(program.keys, program.env.params)
+        if setup.restore:
+            run.restored_step, host_state = checkpoints.load_latest(setup.learner_dir,
+                                                                    jax.device_get(state))
+            state = jax.device_put_sharded([jax.tree.map(lambda x, d=d: x[d], host_state)
+                                            for d in range(len(program.devices))], program.devices)
+            run.saved_step = run.learner_steps = run.restored_step
+            run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
+
+        def evaluate(final: bool = False) -> None:
+            seed_params = jax.device_get(program.seed_params(state))
+            records = splits["validation"].evaluate(seed_params)
+            run.evaluations += 1
+            improved = selection.update(run.learner_steps, records,
+                                        lambda s: jax.tree.map(lambda x: x[s], seed_params))
+            for record in records:
+                record["evaluations"] = run.evaluations
+            if improved or final:  # every evaluation would be many PNGs a second here
+                path = os.path.join(eval_dir, f"validation_equity_{run.learner_steps}.png")
+                records[0]["equity_plot"] = splits["validation"].plot(path, records)
+            run.last_records = records
+            run.last_eval_step = run.learner_steps
+            recorder.write("evaluator", anakin_eval.median_record(records), step=run.learner_steps)
+
+        received: list[str] = []
+        last_log = 0.0
+        with progress.ProgressLine(setup.max_seconds) as view, catch_signals(received):
+            running_since = time.monotonic()
+            while True:
+                state, step_metrics = program.train_step(state, program.env.params)
+                learner, envs = jax.device_get(program.counters(state))  # [D, S] each
+                run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
+                if run.compile_s is None:
+                    run.compile_s = time.monotonic() - running_since
+                    run.first_step_time = time.time()
+                    log.info("first training cycle compiled and ran in %.1f s (%d device(s), "
+                             "%d seed(s))", run.compile_s, len(program.devices), setup.num_seeds)
+                if run.learner_steps >= run.next_eval:
+                    evaluate()
+                    run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
+                if (setup.checkpoint_every and run.learner_steps // setup.checkpoint_every
+                        > max(run.saved_step, 0) // setup.checkpoint_every):
+                    checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
+                    run.saved_step = run.learner_steps
+                now = time.monotonic()
+                if now - last_log >= LOG_EVERY_S:
+                    metrics = {key: float(np.median(value))
+                               for key, value in jax.device_get(step_metrics).items()}
+                    recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
+                                               "env_steps": run.env_steps, "pid": os.getpid()},
+                                   step=run.learner_steps)
+                    last_log = now
+                last = anakin_eval.median_record(run.last_records) if run.last_records else {}
+                view.update(now - running_since, {
+                    "env_steps": run.env_steps, "learner_steps": run.learner_steps,
+                    "replay_items": None, "mean_param_lag": 0.0, "eval": last}, run.restored_step)
+                run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
+                                    now - running_since, received)
+                if run.reason:
+                    break
+        run.run_s = time.monotonic() - running_since
+        log.info("stopping: %s", run.reason)
+        metrics = {key: float(np.median(value)) for key, value in jax.device_get(step_metrics).items()}
+        recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
+                                   "env_steps": run.env_steps, "pid": os.getpid()},
+                       step=run.learner_steps)
+        if run.saved_step != run.learner_steps:
+            checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
+        # The final parameters compete on validation, then each seed's selection is tested once.
+        if run.last_eval_step != run.learner_steps:
+            evaluate(final=True)
+        tests = _test(splits["test"], selection, setup.num_seeds, jax)
+        splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
+        test_record = anakin_eval.median_record(tests)
+        recorder.write("test", test_record, step=run.learner_steps)
+    finally:
+        recorder.close()
+    return _finish(setup, run, start, selection, tests, test_record, len(program.devices))
+
+
+class Run:
+    """The counters and timings of the training loop."""
+
+    def __init__(self, eval_every: int):
+        self.restored_step = 0
+        self.saved_step = -1
+        self.learner_steps = 0  # each seed's (the seeds step together)
+        self.env_steps = 0  # all seeds, all devices
+        self.evaluations = 0
+        self.last_eval_step = -1
+        self.next_eval = eval_every
+        self.last_records: list[dict[str, Any]] = []
+        self.compile_s: float | None = None
+        self.first_step_time: float | None = None
+        self.run_s = 0.0
+        self.reason: str | None = None
+
+
+def _limit(setup: Setup, learner_steps: int, env_steps: int, elapsed: float,
+           received: list[str]) -> str | None:
+    if received:
+        return f"interrupted ({received[0]})"
+    if setup.max_learner_steps and learner_steps >= setup.max_learner_steps:
+        return f"limit: max_learner_steps={setup.max_learner_steps}"
+    if setup.max_env_steps and env_steps >= setup.max_env_steps:
+        return f"limit: max_env_steps={setup.max_env_steps}"
+    if setup.max_seconds and elapsed >= setup.max_seconds:
+        return f"limit: max_seconds={setup.max_seconds:g}"
+    return None
+
+
+def _test(split: anakin_eval.SplitEvaluator, selection: anakin_eval.Selection, num_seeds: int,
+          jax: Any) -> list[dict[str, Any]]:
+    """Each seed's selected parameters on the test markets, once."""
+    params = [selection.params(s) for s in range(num_seeds)]
+    tests = split.evaluate(jax.tree.map(lambda *leaves: np.stack(leaves), *params))  # [S, ...]
+    for s, record in enumerate(tests):
+        record.update(learner_steps=selection.best[s]["learner_steps"],
+                      selected_by="best validation sharpe")
+    return tests
+
+
+def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selection,
+            tests: list[dict], test_record: dict, num_devices: int) -> int:
+    seeds = []
+    for s in range(setup.num_seeds):
+        final = anakin_eval.loggable(run.last_records[s]) if run.last_records else {}
+        seeds.append({"seed": setup.seed + s,
+                      "validation": summary.validation_metrics(selection.best[s] or {}, final, {}),
+                      "test": summary.test_metrics(anakin_eval.loggable(tests[s]))})
+    validation = {key: _median([seed["validation"][key] for seed in seeds])
+                  for key in seeds[0]["validation"]}
+    test_metrics = summary.test_metrics(test_record)
+    if setup.num_seeds > 1:
+        test_metrics["sharpe_by_seed"] = [seed["test"]["sharpe"] for seed in seeds]
+        validation["best_sharpe_by_seed"] = [seed["validation"]["best_sharpe"] for seed in seeds]
+        validation["learner_steps_by_seed"] = [seed["validation"]["learner_steps"] for seed in seeds]
+    run_s = run.run_s
+    return summary.finish(setup, {
+        **summary.common(setup, "anakin", run.reason),
+        "num_actors": 0,  # no actor nodes: each device steps its envs in the compiled cycle
+        "envs_per_actor": None,
+        "num_seeds": setup.num_seeds,
+        "num_devices": num_devices,
+        "env_steps": run.env_steps,  # all seeds, all devices
+        "learner_steps": run.learner_steps,  # each seed's
+        "restored_from_step": run.restored_step if setup.restore else None,
+        "restored_replay_items": None,
+        "wall_s": round(time.monotonic() - start, 2),
+        "run_s": round(run_s, 2),
+        "compile_s": round(run.compile_s, 2),  # the first cycle: compilation and one run of it
+        "first_step_time": run.first_step_time,  # time.time() once the first cycle ran
+        "env_steps_per_s": run.env_steps / run_s if run_s > 0 else 0.0,
+        "learner_steps_per_s": (run.learner_steps - run.restored_step) / run_s if run_s > 0 else 0.0,
+        "replay_items": None,  # the in-graph replay is the agent's own
+        "actor_pids": [],
+        "env_steps_by_actor_process": {},
+        "actor_restarts": 0,
+        "node_pids": {"anakin": [os.getpid()]},
+        "param_syncs": 0,
+        "mean_param_lag": 0.0,  # acting always uses the newest parameters
+        "validation": validation,
+        "test": test_metrics,
+        "eval": test_metrics,  # the test result, under its older name
+        "seeds": seeds,
+        "errors": [],
+        "workdir": setup.workdir,
+    })
+
+
+def _median(values: list[Any]) -> Any:
+    """The median of numbers (an int when they all are and it is whole); else the first."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != len(values) or not numbers:
+        return values[0] if values else None
+    median = float(np.median(numbers))
+    return int(median) if all(isinstance(v, int) for v in numbers) and median.is_integer() else median

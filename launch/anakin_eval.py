@@ -1,0 +1,147 @@
+"""Evaluation under --lp_launch_type=anakin: every seed's greedy policy walked over all
+validation (or test) markets inside one compiled scan (environments.jittable.evaluate_policy),
+then the same metrics, baselines and selection as the evaluator node, per seed, on the host."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from launch import checkpoints
+from launch.nodes.evaluator import baselines, evaluation_record
+
+# The best.json keys kept for a selection (as EvaluatorNode keeps them).
+BEST_KEYS = ("learner_steps", "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe",
+             "num_markets")
+
+
+class SplitEvaluator:
+    """One split's markets (validation or test): their stacked EnvParams, the compiled walk of
+    S policies over them, and the host-side baselines (buy-and-hold, flat), computed once."""
+
+    def __init__(self, part: str, markets: list[Any], env_kwargs: dict, policy: Callable,
+                 periods_per_year: float | None):
+        import jax
+
+        from environments import TradingEnv
+        from environments.jittable import eval_params, evaluate_policy
+        from environments.trading import make_setup
+
+        self.part = part
+        self.envs = [TradingEnv(market, mode="eval", **env_kwargs) for market in markets]
+        self.references = baselines(self.envs, periods_per_year)
+        self.params = eval_params([make_setup(market, mode="eval", **env_kwargs)
+                                   for market in markets])
+        window = env_kwargs["window"]
+
+        def walk(seed_params: Any, env_params: Any) -> Any:  # params [S, ...] -> EvalTrace [S, M, ...]
+            return jax.vmap(lambda p: evaluate_policy(window, lambda obs: policy(p, obs),
+                                                      env_params))(seed_params)
+
+        self._walk = jax.jit(walk)
+
+    def evaluate(self, seed_params: Any) -> list[dict[str, Any]]:
+        """Each seed's evaluation record (EvaluatorNode's keys) of its parameters."""
+        import jax
+
+        start = time.monotonic()
+        trace = jax.device_get(self._walk(seed_params, self.params))
+        records = []
+        for s in range(trace.valid.shape[0]):
+            results = [self._result(trace, s, m) for m in range(len(self.envs))]
+            record = evaluation_record(results, self.references)
+            record["_results"] = results  # for plots; dropped before logging
+            records.append(record)
+        eval_s = (time.monotonic() - start) / len(records)
+        for record in records:
+            record["eval_s"] = eval_s
+        return records
+
+    def _result(self, trace: Any, s: int, m: int) -> dict[str, Any]:
+        """run_episode's result for seed s on market m, from the trace's valid steps."""
+        from environments.metrics import trading_metrics
+
+        steps = int(trace.valid[s, m].sum())
+        hold = self.references["buy_and_hold"][m]  # the same walk: its bars and annualization
+        values = np.asarray(trace.portfolio_values[s, m, :steps + 1], np.float64)
+        positions = np.asarray(trace.positions[s, m, :steps], np.float64)
+        metrics = trading_metrics(values, positions, hold["periods_per_year"])
+        return {"portfolio_values": values, "positions": positions,
+                "timestamps": hold["timestamps"][:steps + 1], "metrics": metrics,
+                "periods_per_year": hold["periods_per_year"],
+                "annualization": hold["annualization"], **metrics}
+
+    def plot(self, path: str, records: list[dict[str, Any]]) -> str:
+        """Equity of the first market: every seed's agent, buy-and-hold and flat."""
+        from environments.metrics import plot_equity
+
+        if len(records) == 1:
+            curves = {"agent": records[0]["_results"][0]["portfolio_values"]}
+        else:
+            curves = {f"agent (seed {s})": r["_results"][0]["portfolio_values"]
+                      for s, r in enumerate(records)}
+        curves.update(buy_and_hold=self.references["buy_and_hold"][0]["portfolio_values"],
+                      flat=self.references["flat"][0]["portfolio_values"])
+        suffix = f" (market 1 of {len(self.envs)})" if len(self.envs) > 1 else ""
+        plot_equity(path, curves, timestamps=self.references["buy_and_hold"][0]["timestamps"],
+                    title=f"{self.part.capitalize()} equity on {self.envs[0].market.source}{suffix}")
+        return path
+
+
+def best_dirs(workdir: str, num_seeds: int) -> list[str]:
+    """Where each seed's selection is kept: checkpoints/best (one seed, as under the other
+    launch types), else checkpoints/best/seed_<k>."""
+    base = os.path.join(workdir, "checkpoints", "best")
+    return [base] if num_seeds == 1 else [os.path.join(base, f"seed_{k}") for k in range(num_seeds)]
+
+
+class Selection:
+    """Each seed's best validation Sharpe so far and its parameters (kept on disk, read back on
+    --restore): the selection reads validation records only."""
+
+    def __init__(self, dirs: list[str]):
+        self.dirs = dirs
+        self.best = [checkpoints.load_best_metadata(d) for d in dirs]  # None: none yet
+
+    def update(self, step: int, records: list[dict[str, Any]], seed_params: Callable[[int], Any]
+               ) -> bool:
+        """Keeps the parameters of every seed whose validation Sharpe beats its best; True if
+        any did. `seed_params(s)` gives seed s's parameters (host arrays)."""
+        improved = False
+        for s, record in enumerate(records):
+            record["learner_steps"] = step
+            if self.best[s] is None or record["sharpe"] > self.best[s]["sharpe"]:
+                self.best[s] = {key: record[key] for key in BEST_KEYS}
+                checkpoints.save_best(self.dirs[s], seed_params(s), self.best[s])
+                improved = True
+            record.update(best_sharpe=self.best[s]["sharpe"],
+                          best_learner_steps=self.best[s]["learner_steps"])
+        return improved
+
+    def params(self, s: int) -> Any:
+        return checkpoints.load_best_params(self.dirs[s])
+
+
+def loggable(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if not key.startswith("_")}
+
+
+def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record for S seeds: the median of each number, each seed's Sharpe, the rest as
+    seed 0 has it."""
+    if len(records) == 1:
+        return loggable(records[0])
+    merged = {}
+    for key, value in loggable(records[0]).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in records]
+            merged[key] = value if len(set(values)) == 1 else float(np.median(values))
+        else:
+            merged[key] = value
+    merged["sharpe_by_seed"] = [r["sharpe"] for r in records]
+    if "best_sharpe" in records[0]:
+        merged["best_sharpe_by_seed"] = [r["best_sharpe"] for r in records]
+    return merged

@@ -1,0 +1,134 @@
+"""End-to-end: `launch/apex.py --lp_launch_type=anakin` in subprocesses with tiny limits: the
+workdir outputs of the other launch types, --num_seeds agents selected each on its own, the
+same figures from the same flags, --restore."""
+
+import json
+import math
+import os
+
+import pytest
+
+from test_launch_apex import EVAL_KEYS, SUMMARY_KEYS, read_metrics, read_summary, run_apex
+
+# A tiny Ape-X DQN: 16 envs x 4 steps a cycle (64 items: learning starts after the first
+# cycle), 2 updates of 32 items a cycle, a 32x32 MLP; compilation dominates.
+TINY_ANAKIN = [
+    "--lp_launch_type=anakin",
+    "--agent_config=min_replay_size=64,batch_size=32,hidden_sizes=(32,32),target_update_period=10,"
+    "anakin_num_envs=16,anakin_rollout_steps=4,anakin_updates_per_cycle=2,max_replay_size=1024",
+    "--synthetic_steps=600", "--window=8", "--episode_length=32", "--eval_every=10",
+    "--checkpoint_every=10",
+]
+
+
+def _run(workdir, *flags):
+    result = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", *flags, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_summary(workdir), result
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("anakin_seeds") / "run")
+    summary, result = _run(workdir, "--num_seeds=2", "--max_learner_steps=30")
+    return workdir, summary, result
+
+
+@pytest.fixture(scope="module")
+def one_seed_twice(tmp_path_factory):
+    runs = []
+    for name in ("first", "second"):
+        workdir = str(tmp_path_factory.mktemp(f"anakin_{name}") / "run")
+        runs.append((workdir, *_run(workdir, "--max_learner_steps=30")))
+    return runs
+
+
+@pytest.mark.e2e
+def test_anakin_writes_the_outputs_of_the_other_launch_types(two_seeds):
+    workdir, summary, result = two_seeds
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["launch_type"] == "anakin" and summary["num_seeds"] == 2
+    assert summary["stop_reason"] == "limit: max_learner_steps=30" and summary["learner_steps"] == 30
+    assert summary["errors"] == [] and summary["env_steps"] > 0 and summary["compile_s"] > 0
+    for key in EVAL_KEYS:
+        assert math.isfinite(summary["test"][key]), (key, summary["test"])
+    assert summary["eval"] == summary["test"] and summary["test"]["num_markets"] == 8
+    records = read_metrics(workdir)
+    assert [r["node"] for r in records].count("test") == 1  # tested once, at the end
+    assert {"learner", "evaluator"} <= {r["node"] for r in records}
+    assert any(name.startswith("events.out.tfevents")
+               for name in os.listdir(os.path.join(workdir, "tensorboard")))
+    plots = os.listdir(os.path.join(workdir, "eval"))
+    assert "test_equity.png" in plots and any(p.startswith("validation_equity_") for p in plots)
+    assert "learner_30.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    assert workdir in result.stdout
+
+
+@pytest.mark.e2e
+def test_num_seeds_trains_distinct_agents_each_selected_on_its_own_validation(two_seeds):
+    workdir, summary, _ = two_seeds
+    seeds = summary["seeds"]
+    assert [seed["seed"] for seed in seeds] == [0, 1]
+    # Each seed's selection is the step of its own best validation Sharpe, and that is tested.
+    evaluations = [r for r in read_metrics(workdir) if r["node"] == "evaluator"]
+    for s, seed in enumerate(seeds):
+        by_step = {r["evaluator/learner_steps"]: r["evaluator/sharpe_by_seed"][s] for r in evaluations}
+        best_step = max(by_step, key=by_step.get)
+        assert seed["validation"]["learner_steps"] == best_step == seed["test"]["learner_steps"]
+        assert seed["validation"]["best_sharpe"] == by_step[best_step]
+        best_dir = os.path.join(workdir, "checkpoints", "best", f"seed_{s}")
+        with open(os.path.join(best_dir, "best.json")) as file:
+            assert json.load(file)["learner_steps"] == best_step
+    params = [open(os.path.join(workdir, "checkpoints", "best", f"seed_{s}", "params.msgpack"),
+                   "rb").read() for s in range(2)]
+    assert params[0] != params[1]  # their own parameters from their own keys
+    assert seeds[0]["test"]["sharpe_by_market"] != seeds[1]["test"]["sharpe_by_market"]
+    # The usual keys hold the medians over the seeds.
+    sharpes = sorted(seed["test"]["sharpe"] for seed in seeds)
+    assert summary["test"]["sharpe"] == pytest.approx(sum(sharpes) / 2)
+    assert summary["test"]["sharpe_by_seed"] == [seed["test"]["sharpe"] for seed in seeds]
+    assert summary["validation"]["learner_steps_by_seed"] == [
+        seed["validation"]["learner_steps"] for seed in seeds]
+
+
+@pytest.mark.e2e
+def test_the_same_flags_and_seed_give_the_same_figures(one_seed_twice):
+    (_, first, _), (_, second, _) = one_seed_twice
+    assert first["learner_steps"] == second["learner_steps"] == 30
+    assert first["env_steps"] == second["env_steps"]
+    assert first["validation"] == second["validation"]
+    assert first["test"] == second["test"]
+    assert first["test"]["sharpe_by_market"] == second["test"]["sharpe_by_market"]
+
+
+@pytest.mark.e2e
+def test_restore_continues_the_training_state(one_seed_twice):
+    workdir, first, _ = one_seed_twice[1]
+    summary, _ = _run(workdir, "--restore", "--max_learner_steps=40")
+    assert summary["restored_from_step"] == 30 and summary["learner_steps"] == 40
+    assert summary["env_steps"] > first["env_steps"]  # the envs' step counter came back too
+    assert "learner_40.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
+    # The selection so far is kept: a later best must beat the first run's.
+    assert summary["validation"]["best_sharpe"] >= first["validation"]["best_sharpe"]
+    learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert max(learner_steps) == 40 and 30 in learner_steps
+
+
+@pytest.mark.e2e
+def test_impala_under_anakin_writes_validation_and_test(tmp_path):
+    """The on-policy shape: T-step rollouts of 8 envs straight into the V-trace update."""
+    workdir = str(tmp_path / "run")
+    result = run_apex(
+        "--lp_launch_type=anakin", "--agent=impala", "--max_learner_steps=20",
+        "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,32),anakin_num_envs=8",
+        "--synthetic_steps=600", "--window=8", "--episode_length=32", "--eval_every=10",
+        "--checkpoint_every=10", f"--workdir={workdir}", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert SUMMARY_KEYS <= set(summary) and summary["agent"] == "impala"
+    assert summary["learner_steps"] == 20 and summary["errors"] == []
+    assert summary["validation"]["best_sharpe"] is not None
+    for key in EVAL_KEYS:
+        assert math.isfinite(summary["test"][key]), (key, summary["test"])
+    learner = [r for r in read_metrics(workdir) if r["node"] == "learner"]
+    assert learner and all(0.0 < r["learner/entropy"] <= 1.0987 for r in learner)  # log(3) at most
