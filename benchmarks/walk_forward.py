@@ -1,11 +1,13 @@
 """Walk-forward evaluation: the agent(s) over K folds x S seeds (launch/apex.py subprocesses,
-`--folds=K --fold=k`) and every practitioner baseline on the same folds, costs and positions.
+`--folds=K --fold=k`: one run per seed, or with --launch_type=anakin one run of all seeds per
+fold) and every practitioner baseline on the same folds, costs and positions.
 Per fold and chained (the test periods end to end, per instrument): Sharpe, return, PSR vs 0
 and vs buy-and-hold, DSR; a chained-equity PNG per instrument; one line per agent and
 instrument saying whether its edge is distinguishable from luck.
 
     python benchmarks/walk_forward.py --data=../shared/data --folds=5 --seeds=0,1,2,3,4
     python benchmarks/walk_forward.py --data=synthetic:ou --folds=5   # the control (edge real)
+    python benchmarks/walk_forward.py --data=../shared/data --launch_type=anakin --seconds=30
     python benchmarks/walk_forward.py --data=prices.csv --folds=2 --seeds=0 --seconds=10  # tiny
 
 A synthetic process is walked through one path of --synthetic_steps bars (seed
@@ -18,6 +20,7 @@ validation Sharpes. Rules chosen on training (momentum, crossover) count their g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -68,16 +71,60 @@ def prepare_data(out: pathlib.Path) -> str:
     return str(path)
 
 
-def run_fold(out: pathlib.Path, data: str, agent: str, fold: int, seed: int) -> runs.Run:
+def run_fold(out: pathlib.Path, data: str, agent: str, fold: int,
+             seeds: list[int]) -> list[SeedRun]:
+    """Trains fold `fold` on every seed: one apex.py run per seed, or one anakin run of all
+    seeds (--num_seeds); returns each seed's selection."""
     apex_flags = [f"--agent={agent}", f"--data={data}", f"--folds={FLAGS.folds}", f"--fold={fold}",
-                  f"--seed={seed}", f"--max_seconds={FLAGS.seconds}", f"--embargo={FLAGS.embargo}",
+                  f"--max_seconds={FLAGS.seconds}", f"--embargo={FLAGS.embargo}",
                   f"--fold_test_bars={FLAGS.fold_test_bars}",
                   f"--fold_validation_bars={FLAGS.fold_validation_bars}",
                   f"--fold_train_bars={FLAGS.fold_train_bars}", *FLAGS.apex_flags]
     if FLAGS.launch_type:
         apex_flags.append(f"--lp_launch_type={FLAGS.launch_type}")
-    return runs.run_apex(out / agent / f"fold{fold}_seed{seed}", apex_flags,
-                         timeout_s=FLAGS.seconds + 600)
+    timeout_s = FLAGS.seconds + 600
+    if FLAGS.launch_type == "anakin":
+        run = runs.run_apex(out / agent / f"fold{fold}", [
+            *apex_flags, f"--seed={seeds[0]}", f"--num_seeds={len(seeds)}"], timeout_s)
+        return [SeedRun.of(run, s, len(seeds)) for s in range(len(seeds))]
+    return [SeedRun.of(runs.run_apex(out / agent / f"fold{fold}_seed{seed}",
+                                     [*apex_flags, f"--seed={seed}"], timeout_s), 0, 1)
+            for seed in seeds]
+
+
+@dataclasses.dataclass
+class SeedRun:
+    """One seed's training of one fold: its run, where its selection is kept, its best
+    validation Sharpe and every validation evaluation's Sharpe (annualized: its trials)."""
+
+    run: runs.Run
+    best_dir: pathlib.Path
+    best_sharpe: float | None
+    validation_sharpes: list[float]
+
+    @classmethod
+    def of(cls, run: runs.Run, index: int, num_seeds: int) -> "SeedRun":
+        best = run.workdir / "checkpoints" / "best"
+        if num_seeds == 1:
+            return cls(run, best, run.summary["validation"].get("best_sharpe"),
+                       [sharpe for _, _, sharpe in run.eval_curve()])
+        # an anakin run of several seeds (launch/anakin.py): best/seed_<k>, sharpe_by_seed
+        sharpes = [record["evaluator/sharpe_by_seed"][index]
+                   for record in run.node_records("evaluator")
+                   if "evaluator/sharpe_by_seed" in record]
+        return cls(run, best / f"seed_{index}",
+                   run.summary["seeds"][index]["validation"].get("best_sharpe"), sharpes)
+
+    def policy(self, env):
+        """policy(obs) -> action of this seed's selected parameters (runs.greedy_policy)."""
+        from agents.registry import get_builder
+        from launch import checkpoints
+
+        builder = get_builder(self.run.summary["agent"])
+        config = builder.make_config(**self.run.summary["agent_config"])
+        policy = builder.make_eval_policy(config, builder.make_environment_spec(env))
+        params = checkpoints.load_best_params(str(self.best_dir))
+        return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
 
 
 class FoldMarkets:
@@ -99,29 +146,21 @@ class FoldMarkets:
         return [pathlib.Path(market.source).stem for market in self.whole]
 
 
-def agent_test_episodes(run: runs.Run, markets: FoldMarkets) -> list[dict]:
-    """The selected parameters' test episode on each market: eval/test_episodes.npz when the
-    run left it, else the parameters of checkpoints/best run again on the fold's test parts."""
+def agent_test_episodes(seed_run: SeedRun, markets: FoldMarkets) -> list[dict]:
+    """The seed's selected parameters run once on each test market of the fold."""
     from environments import run_episode
 
-    path = run.workdir / "eval" / "test_episodes.npz"
-    if path.exists():
-        with np.load(path) as saved:
-            return [{"portfolio_values": saved[f"portfolio_values_{m}"],
-                     "positions": saved[f"positions_{m}"], "timestamps": saved[f"timestamps_{m}"],
-                     "periods_per_year": markets.periods_per_year}
-                    for m in range(len(markets.test))]
     results = []
     for market in markets.test:
         env = markets.make_env(market)
-        results.append(run_episode(env, runs.greedy_policy(run, env),
+        results.append(run_episode(env, seed_run.policy(env),
                                    periods_per_year=markets.periods_per_year))
     return results
 
 
-def validation_sharpes(run: runs.Run, periods_per_year: float) -> list[float]:
-    """Per-period Sharpe of every validation evaluation the run made (its trials)."""
-    return [sharpe / math.sqrt(periods_per_year) for _, _, sharpe in run.eval_curve()]
+def per_period_variance(sharpes: list[float], periods_per_year: float) -> float:
+    values = np.asarray(sharpes) / math.sqrt(periods_per_year)
+    return float(np.var(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def rule_trials(fold_results: list[dict]) -> tuple[int, float]:
@@ -146,37 +185,37 @@ def main(argv):
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(out)
     seeds = [int(seed) for seed in FLAGS.seeds]
+    if FLAGS.launch_type == "anakin" and seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: an anakin run trains the seeds "
+                             "s, s+1, ..., s+S-1 at once; give consecutive seeds")
     oracle = FLAGS.data.startswith("synthetic") and FLAGS.data.partition(":")[2] in ("", "ou")
     start = time.monotonic()
-    fold_runs = {agent: [[run_fold(out, data, agent, k, seed) for seed in seeds]
-                         for k in range(FLAGS.folds)] for agent in FLAGS.agents}
+    fold_runs = {agent: [run_fold(out, data, agent, k, seeds) for k in range(FLAGS.folds)]
+                 for agent in FLAGS.agents}  # [K][S] SeedRun per agent
     train_seconds = time.monotonic() - start
-    first_runs = fold_runs[FLAGS.agents[0]]
-    fold_markets = [FoldMarkets(seed_runs[0]) for seed_runs in first_runs]
+    fold_markets = [FoldMarkets(seed_runs[0].run) for seed_runs in fold_runs[FLAGS.agents[0]]]
     names = fold_markets[0].names()
     ppy = fold_markets[0].periods_per_year
     # records[policy][k][m]: fold k's test result on market m
     records: dict[str, list[list[dict]]] = {}
     trials: dict[str, tuple[int, float]] = {}
     for agent, per_fold in fold_runs.items():
-        episodes = [[agent_test_episodes(run, fm) for run in seed_runs]
+        episodes = [[agent_test_episodes(seed_run, fm) for seed_run in seed_runs]
                     for seed_runs, fm in zip(per_fold, fold_markets)]  # [K][S][M]
-        chosen = [max(range(len(seeds)), key=lambda s: (
-            seed_runs[s].summary["validation"].get("best_sharpe") or -math.inf, -s))
+        chosen = [max(range(len(seeds)), key=lambda s, seed_runs=seed_runs: (
+            -math.inf if seed_runs[s].best_sharpe is None else seed_runs[s].best_sharpe, -s))
             for seed_runs in per_fold]  # [K]: the seed selected on validation
         records[agent] = [episodes[k][chosen[k]] for k in range(FLAGS.folds)]
-        fold_trials = [[x for run in seed_runs for x in validation_sharpes(run, ppy)]
-                       for seed_runs in per_fold]
-        pooled = [x for fold in fold_trials for x in fold]
-        trials[agent] = (max(len(fold) for fold in fold_trials),
-                         float(np.var(pooled, ddof=1)) if len(pooled) > 1 else 0.0)
+        trials[agent] = (
+            max(sum(len(r.validation_sharpes) for r in seed_runs) for seed_runs in per_fold),
+            per_period_variance([x for seed_runs in per_fold for r in seed_runs
+                                 for x in r.validation_sharpes], ppy))
         for s, seed in enumerate(seeds):
-            name = f"{agent} seed {seed}"
-            records[name] = [episodes[k][s] for k in range(FLAGS.folds)]
-            own = [x for k in range(FLAGS.folds) for x in validation_sharpes(per_fold[k][s], ppy)]
-            trials[name] = (max(len(validation_sharpes(per_fold[k][s], ppy))
-                                for k in range(FLAGS.folds)),
-                            float(np.var(own, ddof=1)) if len(own) > 1 else 0.0)
+            own = [per_fold[k][s] for k in range(FLAGS.folds)]
+            records[f"{agent} seed {seed}"] = [episodes[k][s] for k in range(FLAGS.folds)]
+            trials[f"{agent} seed {seed}"] = (
+                max(len(r.validation_sharpes) for r in own),
+                per_period_variance([x for r in own for x in r.validation_sharpes], ppy))
     rule_results = [[baselines(fm.make_env(fm.train[m]), fm.make_env(fm.test[m]),
                                history=fm.whole[m], seed=FLAGS.baseline_seed, oracle=oracle,
                                periods_per_year=ppy) for m in range(len(names))]
