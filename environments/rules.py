@@ -98,8 +98,9 @@ def _offset_in(history: MarketData, market: MarketData) -> int:
 def run_rule(env, rule: Rule, history: MarketData | None = None,
              periods_per_year: float | None = None) -> dict:
     """run_episode on an eval-mode TradingEnv with the rule's targets, each traded at the
-    nearest of the env's positions (on a tie the one nearer 0, then the lower). With `history`, the market the
-    env's rows were cut from, the rule sees the bars before them too (as features do)."""
+    nearest of the env's positions (on a tie the one nearer 0, then the lower). With
+    `history`, the market the env's rows were cut from, the rule sees the bars before them
+    too (as features do)."""
     trading_env = env.unwrapped
     market = trading_env.market
     source = market if history is None else history
