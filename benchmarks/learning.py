@@ -8,6 +8,11 @@ over seeds. Saves validation/test learning curves and equity curves as PNGs.
     python benchmarks/learning.py                  # OU process, seeds 0-4, apex.py's defaults
     python benchmarks/learning.py --agent=apex_dqn,impala   # both agents, side by side
     python benchmarks/learning.py --data=../shared/data/STOCKS_GOOGL.csv --seeds=0
+    python benchmarks/learning.py --lp_launch_type=anakin --seconds=60   # the 5 seeds at once
+
+Under --lp_launch_type=anakin the seeds of an agent train as one `--num_seeds` program (their
+own parameters, replay, envs and exploration, each selected on its own validation), all on
+the market of the first seed (one --seed draws the market): --seeds must then be consecutive.
 
 Every agent of --agent trains on the same markets (a seed fixes them) with the same budget and
 the same apex.py flags (each with its own `small` preset).
@@ -35,7 +40,10 @@ flags.DEFINE_list("agent", ["apex_dqn"], "Agents to train (names in agents/regis
 flags.DEFINE_string("data", "synthetic:ou", "Market: synthetic:ou or an OHLCV CSV path (apex.py's --data).")
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds; on a synthetic process each seed "
                   "also draws its own train/validation/test paths.")
-flags.DEFINE_float("seconds", 240.0, "Training budget of each run (apex.py's --max_seconds; its default).")
+flags.DEFINE_float("seconds", 240.0, "Training budget of each run (apex.py's --max_seconds; its "
+                   "default); under anakin one run trains all the seeds of an agent.")
+flags.DEFINE_string("lp_launch_type", "local_mp", "apex.py's --lp_launch_type (its default); "
+                    "anakin: the seeds of an agent as one --num_seeds program.")
 flags.DEFINE_list("apex_flags", [], "More apex.py flags, e.g. --apex_flags=--num_actors=4,--window=8 "
                   "(the defaults are apex.py's own).")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/learning_<time>).")
@@ -103,7 +111,7 @@ def plot_curves(curve_path: pathlib.Path, agent: str, seed_runs, seed_results) -
     bottom.set_ylabel("test Sharpe (reported only)")
     bottom.set_xlabel("learner steps (dotted: the step selected on validation; dashed: the rule on test)")
     top.legend(fontsize=8)
-    figure.suptitle(f"{agent}, apex.py defaults, {FLAGS.data}")
+    figure.suptitle(f"{agent}, apex.py defaults ({FLAGS.lp_launch_type}), {FLAGS.data}")
     figure.tight_layout()
     figure.savefig(curve_path, dpi=100)
     plt.close(figure)
@@ -144,23 +152,42 @@ def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Pat
     return paths
 
 
+def train(out: pathlib.Path, agents: list[str], seeds: list[int]) -> dict[str, dict[int, runs.Run]]:
+    """Every agent on every seed: one apex.py run per seed, or under anakin one --num_seeds
+    run per agent (seen per seed through Run.for_seed)."""
+    anakin = FLAGS.lp_launch_type == "anakin"
+    if anakin and seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise app.UsageError(f"--seeds={','.join(map(str, seeds))}: under anakin the seeds are "
+                             "--seed, --seed+1, ... of one program: give consecutive seeds")
+    common = [f"--data={FLAGS.data}", f"--max_seconds={FLAGS.seconds}", "--report_test_curve",
+              f"--lp_launch_type={FLAGS.lp_launch_type}", *FLAGS.apex_flags]
+    agent_runs: dict[str, dict[int, runs.Run]] = {agent: {} for agent in agents}
+    for agent in agents:
+        if anakin:
+            run = runs.run_apex(out / f"{agent}_anakin", [*common, f"--agent={agent}",
+                                                          f"--seed={seeds[0]}", f"--num_seeds={len(seeds)}"],
+                                timeout_s=FLAGS.seconds + 300)
+            agent_runs[agent] = {seed: run.for_seed(k) for k, seed in enumerate(seeds)}
+            continue
+        for seed in seeds:
+            workdir = out / (f"seed{seed}" if agents == ["apex_dqn"] else f"{agent}_seed{seed}")
+            agent_runs[agent][seed] = runs.run_apex(workdir, [*common, f"--agent={agent}", f"--seed={seed}"],
+                                                    timeout_s=FLAGS.seconds + 300)
+    return agent_runs
+
+
 def main(argv) -> None:
     del argv
     out = pathlib.Path(FLAGS.out or runs.REPO_ROOT / "benchmarks" / "out" /
                        f"learning_{time.strftime('%Y%m%d_%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     agents = list(FLAGS.agent)
-    agent_runs = {agent: {} for agent in agents}  # agent -> seed -> Run
+    seeds = [int(seed) for seed in FLAGS.seeds]
+    agent_runs = train(out, agents, seeds)  # agent -> seed -> Run
     seed_results, rows = {}, []
-    for seed in map(int, FLAGS.seeds):
-        flags_ = [f"--data={FLAGS.data}", f"--seed={seed}", f"--max_seconds={FLAGS.seconds}",
-                  "--report_test_curve", *FLAGS.apex_flags]
-        results = {}
-        for agent in agents:
-            workdir = out / (f"seed{seed}" if agents == ["apex_dqn"] else f"{agent}_seed{seed}")
-            run = runs.run_apex(workdir, [*flags_, f"--agent={agent}"], timeout_s=FLAGS.seconds + 300)
-            agent_runs[agent][seed] = run
-            results[agent] = {key: run.summary["test"][key] for key in METRICS}
+    for seed in seeds:
+        results = {agent: {key: agent_runs[agent][seed].summary["test"][key] for key in METRICS}
+                   for agent in agents}
         results.update(evaluate_references(agent_runs[agents[0]][seed], seed))
         seed_results[seed] = results
         for name, result in results.items():
@@ -171,9 +198,12 @@ def main(argv) -> None:
                          validation.get("best_sharpe"), validation.get("learner_steps"),
                          agent_runs[name][seed].summary["learner_steps"] if name in agents else None])
 
-    markets = agent_runs[agents[0]][int(FLAGS.seeds[0])].summary["test"]["num_markets"]
+    markets = agent_runs[agents[0]][seeds[0]].summary["test"]["num_markets"]
+    budget = ("per agent, all seeds in one anakin program" if FLAGS.lp_launch_type == "anakin"
+              else "per seed and agent")
     print(f"\nTest markets of {FLAGS.data} (median of {markets} per seed), {FLAGS.seconds:g} s of "
-          "training per seed and agent, apex.py defaults; parameters selected on validation:")
+          f"training {budget}, apex.py defaults (--lp_launch_type={FLAGS.lp_launch_type}); "
+          "parameters selected on validation:")
     table = runs.print_table(["seed", "policy", "total return", "Sharpe", "max drawdown",
                               "validation Sharpe", "selected step", "learner steps"], rows)
     names = [name for name in next(iter(seed_results.values())) if not name.startswith("_")]

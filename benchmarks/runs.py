@@ -28,11 +28,72 @@ OU_MEAN_PRICE = 100.0
 
 @dataclasses.dataclass
 class Run:
-    """What one `launch/apex.py` run left in its workdir."""
+    """What one `launch/apex.py` run left in its workdir (or one seed of an anakin run of
+    several seeds: see `for_seed`)."""
 
     workdir: pathlib.Path
     summary: dict[str, Any]
     records: list[dict[str, Any]]  # metrics.jsonl, in order
+    command_start: float | None = None  # time.time() when the command was started
+    best_dir: pathlib.Path | None = None  # the selected parameters (default: checkpoints/best)
+
+    def __post_init__(self):
+        if self.best_dir is None:
+            self.best_dir = self.workdir / "checkpoints" / "best"
+
+    def for_seed(self, index: int) -> "Run":
+        """Seed `index` of an anakin --num_seeds run, as if it had run alone: its validation
+        and test in the summary, its Sharpe in the evaluator's records, its best parameters."""
+        seeds = self.summary.get("seeds") or []
+        if len(seeds) <= 1:
+            return self
+        seed = seeds[index]
+        summary = dict(self.summary, seed=seed["seed"], validation=seed["validation"],
+                       test=seed["test"], eval=seed["test"])
+        records = []
+        for record in self.records:
+            if record["node"] == "evaluator":
+                record = dict(record)
+                for key in [k for k in record if k.endswith("_by_seed")]:
+                    record[key[: -len("_by_seed")]] = record[key][index]
+            records.append(record)
+        return Run(self.workdir, summary, records, self.command_start,
+                   self.workdir / "checkpoints" / "best" / f"seed_{index}")
+
+    def first_step_time(self) -> float | None:
+        """time.time() of the first learner update: anakin's summary has it; the learner node
+        logs a record right after its first step."""
+        if self.summary.get("first_step_time"):
+            return self.summary["first_step_time"]
+        for record in self.node_records("learner"):
+            if record.get("learner/learner_steps", 0) > (self.summary.get("restored_from_step") or 0):
+                return record["time"]
+        return None
+
+    def sharpe_reached(self, threshold: float) -> dict[str, Any] | None:
+        """The first evaluator record with validation Sharpe >= `threshold`, or None."""
+        for record in self.node_records("evaluator"):
+            if float(record.get("evaluator/sharpe", float("-inf"))) >= threshold:
+                return record
+        return None
+
+    def seconds_to_sharpe_from(self, threshold: float, origin: str) -> float | None:
+        """Seconds to the first validation Sharpe >= `threshold`, counted from the command's
+        start (origin "start": process start-up and compilation included) or from the first
+        learner update (origin "first_step")."""
+        record = self.sharpe_reached(threshold)
+        since = self.command_start if origin == "start" else self.first_step_time()
+        return None if record is None or since is None else record["time"] - since
+
+    def best_validation(self) -> tuple[float | None, float | None, int | None]:
+        """(best validation Sharpe, seconds from the command's start, learner step) of the
+        first evaluation that reached the run's best."""
+        records = self.node_records("evaluator")
+        if not records:
+            return None, None, None
+        best = max(records, key=lambda r: float(r["evaluator/sharpe"]))
+        seconds = best["time"] - self.command_start if self.command_start else None
+        return float(best["evaluator/sharpe"]), seconds, int(best["evaluator/learner_steps"])
 
     def node_records(self, prefix: str) -> list[dict[str, Any]]:
         return [record for record in self.records if record["node"].startswith(prefix)]
@@ -68,6 +129,7 @@ def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> R
     command = [sys.executable, str(REPO_ROOT / "launch" / "apex.py"), f"--workdir={workdir}", *flags]
     print("$", " ".join(command[1:]), flush=True)
     start = time.monotonic()
+    command_start = time.time()
     log_path = workdir.parent / f"{workdir.name}.log"
     workdir.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
@@ -82,7 +144,7 @@ def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> R
                if line.strip()]
     print(f"  done in {time.monotonic() - start:.0f} s: {summary['learner_steps']} learner steps, "
           f"{summary['env_steps']} env steps", flush=True)
-    return Run(workdir, summary, records)
+    return Run(workdir, summary, records, command_start)
 
 
 def greedy_policy(run: Run, env) -> Callable:
@@ -95,7 +157,7 @@ def greedy_policy(run: Run, env) -> Callable:
     config = builder.make_config(**run.summary["agent_config"])  # as the run resolved it
     spec = builder.make_environment_spec(env)
     policy = builder.make_eval_policy(config, spec)
-    params = checkpoints.load_best_params(str(run.workdir / "checkpoints" / "best"))
+    params = checkpoints.load_best_params(str(run.best_dir))
     return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
 
 

@@ -25,6 +25,7 @@ from launch.setup import Setup, UsageError
 
 log = logging.getLogger(__name__)
 AXIS = "device"  # the pmap axis name the agent averages its gradients over
+PLOT_EVERY_S = 10.0  # validation PNGs at a new best at most this often (and at the end)
 
 
 class Program:
@@ -105,13 +106,22 @@ def run(setup: Setup) -> int:
                                         lambda s: jax.tree.map(lambda x: x[s], seed_params))
             for record in records:
                 record["evaluations"] = run.evaluations
-            if improved or final:  # every evaluation would be many PNGs a second here
+            if setup.report_test_curve:  # reported only; nothing reads it back
+                for record, test in zip(records, splits["test"].evaluate(seed_params)):
+                    record.update({f"test_{key}": test[key] for key in (
+                        "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")})
+            # A PNG at most every PLOT_EVERY_S (a plot costs more than a compiled evaluation).
+            if final or (improved and time.monotonic() - run.plotted >= PLOT_EVERY_S):
                 path = os.path.join(eval_dir, f"validation_equity_{run.learner_steps}.png")
                 records[0]["equity_plot"] = splits["validation"].plot(path, records)
+                run.plotted = time.monotonic()
             run.last_records = records
             run.last_eval_step = run.learner_steps
             recorder.write("evaluator", anakin_eval.median_record(records), step=run.learner_steps)
 
+        splits["validation"].compile(program.seed_params(state))
+        if setup.report_test_curve:
+            splits["test"].compile(program.seed_params(state))
         received: list[str] = []
         last_log = 0.0
         with progress.ProgressLine(setup.max_seconds) as view, catch_signals(received):
@@ -120,9 +130,10 @@ def run(setup: Setup) -> int:
                 state, step_metrics = program.train_step(state, program.env.params)
                 learner, envs = jax.device_get(program.counters(state))  # [D, S] each
                 run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
+                if run.first_step_time is None and run.learner_steps > run.restored_step:
+                    run.first_step_time = time.time()  # the first update is done
                 if run.compile_s is None:
                     run.compile_s = time.monotonic() - running_since
-                    run.first_step_time = time.time()
                     log.info("first training cycle compiled and ran in %.1f s (%d device(s), "
                              "%d seed(s))", run.compile_s, len(program.devices), setup.num_seeds)
                 if run.learner_steps >= run.next_eval:
@@ -182,6 +193,7 @@ class Run:
         self.last_records: list[dict[str, Any]] = []
         self.compile_s: float | None = None
         self.first_step_time: float | None = None
+        self.plotted = -PLOT_EVERY_S
         self.run_s = 0.0
         self.reason: str | None = None
 
@@ -239,7 +251,7 @@ def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selecti
         "wall_s": round(time.monotonic() - start, 2),
         "run_s": round(run_s, 2),
         "compile_s": round(run.compile_s, 2),  # the first cycle: compilation and one run of it
-        "first_step_time": run.first_step_time,  # time.time() once the first cycle ran
+        "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
         "env_steps_per_s": run.env_steps / run_s if run_s > 0 else 0.0,
         "learner_steps_per_s": (run.learner_steps - run.restored_step) / run_s if run_s > 0 else 0.0,
         "replay_items": None,  # the in-graph replay is the agent's own

@@ -18,6 +18,11 @@ BEST_KEYS = ("learner_steps", "sharpe", "total_return", "max_drawdown", "buy_and
              "num_markets")
 
 
+# Kept for every seed in a record of several seeds (the rest is their median).
+BY_SEED = ("sharpe", "total_return", "best_sharpe", "best_learner_steps", "test_sharpe",
+           "test_total_return")
+
+
 class SplitEvaluator:
     """One split's markets (validation or test): their stacked EnvParams, the compiled walk of
     S policies over them, and the host-side baselines (buy-and-hold, flat), computed once."""
@@ -42,6 +47,13 @@ class SplitEvaluator:
                                                       env_params))(seed_params)
 
         self._walk = jax.jit(walk)
+
+    def compile(self, seed_params: Any) -> None:
+        """Compiles the walk for parameters shaped like `seed_params` (before training: the
+        first evaluation then costs what the others cost)."""
+        import jax
+
+        jax.block_until_ready(self._walk(seed_params, self.params))
 
     def evaluate(self, seed_params: Any) -> list[dict[str, Any]]:
         """Each seed's evaluation record (EvaluatorNode's keys) of its parameters."""
@@ -130,8 +142,8 @@ def loggable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One record for S seeds: the median of each number, each seed's Sharpe, the rest as
-    seed 0 has it."""
+    """One record for S seeds: the median of each number, each seed's value of BY_SEED's
+    keys (as `<key>_by_seed`), the rest as seed 0 has it."""
     if len(records) == 1:
         return loggable(records[0])
     merged = {}
@@ -141,7 +153,7 @@ def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
             merged[key] = value if len(set(values)) == 1 else float(np.median(values))
         else:
             merged[key] = value
-    merged["sharpe_by_seed"] = [r["sharpe"] for r in records]
-    if "best_sharpe" in records[0]:
-        merged["best_sharpe_by_seed"] = [r["best_sharpe"] for r in records]
+    for key in BY_SEED:
+        if key in records[0]:
+            merged[f"{key}_by_seed"] = [r[key] for r in records]
     return merged

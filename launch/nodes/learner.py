@@ -176,7 +176,9 @@ class LearnerNode:
             if self._checkpoint_every and self._steps % self._checkpoint_every == 0:
                 self._save()
             now = time.monotonic()
-            if now - last_log >= LOG_EVERY_S:
+            if self._steps == self._restored_step + 1:
+                self._log(metrics, None, pid)  # its time in metrics.jsonl: when training began
+            elif now - last_log >= LOG_EVERY_S:
                 self._log(metrics, (self._steps - steps_at_last_log) / (now - last_log), pid)
                 last_log, steps_at_last_log = now, self._steps
         self._log(metrics, None, pid)
