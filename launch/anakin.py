@@ -49,7 +49,7 @@ class Program:
             agent = setup.builder.make_anakin(setup.config, setup.spec,
                                               core.FunctionalEnv(self.env.reset, self.env.step), AXIS)
         except ValueError as error:
-            raise UsageError(f"--lp_launch_type=anakin --agent_config={setup.config}: {error}") from None
+            raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None
         self.agent = agent
 
         def per_seed(fn: Any, **pmap_kwargs: Any) -> Any:

@@ -16,7 +16,8 @@ flags.DEFINE_string("agent_preset", "small", "Named settings of the agent's conf
                     "'apex_paper' is Ape-X's paper settings, for a GPU learner and many actors.")
 flags.DEFINE_string("agent_config", "", "Overrides of the agent's config (on top of the preset): "
                     "key=value,key=value.")
-flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp).")
+flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp); anakin has none "
+                     "(each device steps the agent config's anakin_num_envs envs).")
 flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
 flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
                     "synthetic:regime (a process: distinct train/validation/test paths), the "
@@ -60,8 +61,10 @@ flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every ev
 flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
 flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
                      "(restored steps count); 0: no limit.")
-flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors; 0: no limit.")
-flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes; 0: no limit.")
+flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors (anakin: "
+                     "of each seed's envs); 0: no limit.")
+flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes (anakin: "
+                   "of training, its first compilation included); 0: no limit.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
                      "once (seeds --seed, --seed+1, ...), each selected on validation; "
