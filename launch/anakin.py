@@ -26,6 +26,7 @@ from launch.setup import Setup, UsageError
 log = logging.getLogger(__name__)
 AXIS = "device"  # the pmap axis name the agent averages its gradients over
 PLOT_EVERY_S = 10.0  # validation PNGs at a new best at most this often (and at the end)
+VIEW_EVERY_S = 0.5  # progress line updates (a cycle takes milliseconds)
 
 
 class Program:
@@ -111,19 +112,29 @@ def run(setup: Setup) -> int:
                     record.update({f"test_{key}": test[key] for key in (
                         "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")})
             # A PNG at most every PLOT_EVERY_S (a plot costs more than a compiled evaluation).
+            run.last_records, run.last_eval_step = records, run.learner_steps
             if final or (improved and time.monotonic() - run.plotted >= PLOT_EVERY_S):
-                path = os.path.join(eval_dir, f"validation_equity_{run.learner_steps}.png")
-                records[0]["equity_plot"] = splits["validation"].plot(path, records)
-                run.plotted = time.monotonic()
-            run.last_records = records
-            run.last_eval_step = run.learner_steps
-            recorder.write("evaluator", anakin_eval.median_record(records), step=run.learner_steps)
+                plot_validation()
+            run.last_record = anakin_eval.median_record(records)
+            recorder.write("evaluator", run.last_record, step=run.learner_steps)
+
+        def plot_validation() -> None:
+            path = os.path.join(eval_dir, f"validation_equity_{run.last_eval_step}.png")
+            run.last_records[0]["equity_plot"] = splits["validation"].plot(path, run.last_records)
+            run.plotted, run.plotted_step = time.monotonic(), run.last_eval_step
+
+        def log_learner(step_metrics: dict) -> None:
+            metrics = {key: float(np.median(value))  # the median over devices and seeds
+                       for key, value in jax.device_get(step_metrics).items()}
+            recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
+                                       "env_steps": run.env_steps, "pid": os.getpid()},
+                           step=run.learner_steps)
 
         splits["validation"].compile(program.seed_params(state))
         if setup.report_test_curve:
             splits["test"].compile(program.seed_params(state))
         received: list[str] = []
-        last_log = 0.0
+        last_log = last_view = 0.0
         with progress.ProgressLine(setup.max_seconds) as view, catch_signals(received):
             running_since = time.monotonic()
             while True:
@@ -145,31 +156,28 @@ def run(setup: Setup) -> int:
                     run.saved_step = run.learner_steps
                 now = time.monotonic()
                 if now - last_log >= LOG_EVERY_S:
-                    metrics = {key: float(np.median(value))
-                               for key, value in jax.device_get(step_metrics).items()}
-                    recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
-                                               "env_steps": run.env_steps, "pid": os.getpid()},
-                                   step=run.learner_steps)
+                    log_learner(step_metrics)
                     last_log = now
-                last = anakin_eval.median_record(run.last_records) if run.last_records else {}
-                view.update(now - running_since, {
-                    "env_steps": run.env_steps, "learner_steps": run.learner_steps,
-                    "replay_items": None, "mean_param_lag": 0.0, "eval": last}, run.restored_step)
+                if now - last_view >= VIEW_EVERY_S:
+                    view.update(now - running_since, {
+                        "env_steps": run.env_steps, "learner_steps": run.learner_steps,
+                        "replay_items": None, "mean_param_lag": 0.0, "eval": run.last_record},
+                        run.restored_step)
+                    last_view = now
                 run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
                                     now - running_since, received)
                 if run.reason:
                     break
         run.run_s = time.monotonic() - running_since
         log.info("stopping: %s", run.reason)
-        metrics = {key: float(np.median(value)) for key, value in jax.device_get(step_metrics).items()}
-        recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
-                                   "env_steps": run.env_steps, "pid": os.getpid()},
-                       step=run.learner_steps)
+        log_learner(step_metrics)
         if run.saved_step != run.learner_steps:
             checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
         # The final parameters compete on validation, then each seed's selection is tested once.
         if run.last_eval_step != run.learner_steps:
             evaluate(final=True)
+        elif run.plotted_step != run.last_eval_step:
+            plot_validation()
         tests = _test(splits["test"], selection, setup.num_seeds, jax)
         splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
         test_record = anakin_eval.median_record(tests)
@@ -193,7 +201,9 @@ class Run:
         self.last_records: list[dict[str, Any]] = []
         self.compile_s: float | None = None
         self.first_step_time: float | None = None
+        self.last_record: dict[str, Any] = {}  # the newest evaluator record (seeds' median)
         self.plotted = -PLOT_EVERY_S
+        self.plotted_step = -1
         self.run_s = 0.0
         self.reason: str | None = None
 
