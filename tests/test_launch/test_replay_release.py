@@ -63,10 +63,12 @@ def test_a_stopped_replay_lets_rate_limited_inserts_in_and_keeps_them(tmp_path, 
 
     thread = threading.Thread(target=actor, daemon=True)
     thread.start()
-    info = client.server_info(timeout=5)["items"]
-    while info.current_size < 4:
-        info = client.server_info(timeout=5)["items"]
     thread.join(1.0)
+    for _ in range(100):  # the first 4 inserts go in at once; wait for them, 10 s at most
+        info = client.server_info(timeout=5)["items"]
+        if info.current_size >= 4:
+            break
+        thread.join(0.1)
     assert thread.is_alive() and replay.size() == 4  # the 5th insert waits for samples
     assert admissible_samples(info.rate_limiter_info, info.current_size) == 16
     replay.stop()  # the program stops: nothing else will sample
