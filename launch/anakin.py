@@ -92,8 +92,9 @@ def run(setup: Setup) -> int:
     try:
         state = program.init(program.keys, program.env.params)
         if setup.restore:
-            run.restored_step, host_state = checkpoints.load_latest(setup.learner_dir,
-                                                                    jax.device_get(state))
+            template = jax.device_get(state)
+            run.restored_step, host_state = checkpoints.load_latest(setup.learner_dir, template)
+            _check_restored(setup, template, host_state, len(program.devices))
             state = jax.device_put_sharded([jax.tree.map(lambda x, d=d: x[d], host_state)
                                             for d in range(len(program.devices))], program.devices)
             run.saved_step = run.learner_steps = run.restored_step
@@ -206,6 +207,21 @@ class Run:
         self.plotted_step = -1
         self.run_s = 0.0
         self.reason: str | None = None
+
+
+def _check_restored(setup: Setup, template: Any, restored: Any, num_devices: int) -> None:
+    """UsageError unless the checkpoint's arrays have this run's shapes ([devices, seeds, ...]:
+    the same --num_seeds, devices and agent settings)."""
+    import jax
+
+    shapes = [np.shape(leaf) for leaf in jax.tree.leaves(template)]
+    found = [np.shape(leaf) for leaf in jax.tree.leaves(restored)]
+    if shapes != found:
+        written = found[0][:2] if found and len(found[0]) >= 2 else found[:1]
+        raise UsageError(
+            f"--restore: the checkpoint in {setup.learner_dir} does not fit this run (its "
+            f"[devices, seeds] {list(written)}, this run's [{num_devices}, {setup.num_seeds}]; "
+            "or other agent settings): continue it with the flags it was written with")
 
 
 def _limit(setup: Setup, learner_steps: int, env_steps: int, elapsed: float,

@@ -112,6 +112,12 @@ def test_restore_continues_the_training_state(one_seed_twice):
     assert summary["validation"]["best_sharpe"] >= first["validation"]["best_sharpe"]
     learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
     assert max(learner_steps) == 40 and 30 in learner_steps
+    # A checkpoint of one seed does not continue as two.
+    other = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", "--restore", "--num_seeds=2",
+                     "--max_learner_steps=50", timeout=180)
+    assert other.returncode == 2
+    assert ("--restore: the checkpoint in " in other.stderr
+            and "its [devices, seeds] [1, 1], this run's [1, 2]" in other.stderr), other.stderr[-2000:]
 
 
 @pytest.mark.e2e
