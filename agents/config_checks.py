@@ -32,6 +32,20 @@ def hidden_sizes(value: Any) -> bool:
 
 HIDDEN_SIZES_EXPECTED = "a non-empty tuple of integers >= 1, e.g. (64, 64)"
 
+TORSOS = ("mlp", "conv", "transformer")  # agents/torsos.py
+POSITIONAL_ENCODINGS = ("learned", "sinusoidal")
+
+# The torso settings every agent config holds, with their ranges (check_torso adds the one
+# between two of them).
+TORSO_RANGES = {
+    "torso": (lambda v: v in TORSOS, f"one of {', '.join(TORSOS)}"),
+    "torso_width": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
+    "torso_depth": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
+    "torso_heads": (lambda v: integer(v) and v >= 1, "an integer >= 1 (dividing torso_width)"),
+    "conv_kernel": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
+    "positional_encoding": (lambda v: v in POSITIONAL_ENCODINGS, f"one of {', '.join(POSITIONAL_ENCODINGS)}"),
+}
+
 
 def check_ranges(agent: str, config: Any, ranges: Ranges) -> None:
     """ValueError naming the first field of `config` outside its range."""
@@ -41,6 +55,14 @@ def check_ranges(agent: str, config: Any, ranges: Ranges) -> None:
             value = getattr(config, field.name)
             if not check(value):
                 raise ValueError(f"{agent} config: {field.name}={value!r}: expected {expected}")
+
+
+def check_torso(agent: str, config: Any) -> None:
+    """ValueError when a transformer's heads do not split its width evenly."""
+    if config.torso == "transformer" and config.torso_width % config.torso_heads:
+        raise ValueError(f"{agent} config: torso_heads={config.torso_heads} does not divide "
+                         f"torso_width={config.torso_width}; expected a divisor (each head gets "
+                         f"torso_width / torso_heads features)")
 
 
 def from_preset(agent: str, config_class: type, presets: dict[str, dict], preset: str,

@@ -123,3 +123,33 @@ def make_counting_functional_env() -> core.FunctionalEnv:
         return observation, new_state, (state.t + 1).astype(jnp.float32), end, info
 
     return core.FunctionalEnv(reset=reset, step=step)
+
+
+class FrameWindowEnvState(NamedTuple):
+    t: jax.Array  # int32 [] steps done in the episode
+    frames: jax.Array  # float32 [window, 3] the observation shown last
+
+
+def make_frame_window_functional_env(window: int) -> core.FunctionalEnv:
+    """FrameWindowEnv as pure auto-resetting functions (its obs [window, 3] of frames
+    [s, a_{s-1}, tag], oldest first), on make_counting_functional_env's params and rewards."""
+
+    def reset(key: jax.Array, params: CountingEnvParams):
+        del key
+        steps = jnp.arange(-window + 1, 1, dtype=jnp.float32)  # [window]
+        frames = jnp.stack([steps, -jnp.ones_like(steps), jnp.full_like(steps, params.tag)], axis=1)
+        return frames, FrameWindowEnvState(jnp.int32(0), frames)
+
+    def step(key: jax.Array, state: FrameWindowEnvState, action: jax.Array, params: CountingEnvParams):
+        t = state.t + 1
+        end = t >= params.episode_length
+        frame = jnp.stack([t.astype(jnp.float32), action.astype(jnp.float32), params.tag])
+        final_observation = jnp.concatenate([state.frames[1:], frame[None]])  # [window, 3]
+        first_observation, first_state = reset(key, params)
+        observation = jnp.where(end, first_observation, final_observation)
+        new_state = FrameWindowEnvState(jnp.where(end, first_state.t, t), observation)
+        info = {"final_observation": final_observation, "terminated": end & params.terminates,
+                "truncated": end & ~params.terminates}
+        return observation, new_state, t.astype(jnp.float32), end, info
+
+    return core.FunctionalEnv(reset=reset, step=step)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import reverb
 
-from agents import core, replay, specs
+from agents import core, replay, specs, torsos
 from agents.adders import NStepAdder, TransitionLayout
 from agents.apex_dqn import anakin, learning, losses, networks
 from agents.apex_dqn.actor import ApexDQNActor, apex_epsilon
@@ -33,7 +33,12 @@ def make_transition_layout(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -
 
 
 def make_networks(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
-    return networks.make_networks(spec, config.hidden_sizes)
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config, spec.observation_shape))
+
+
+def parameter_count(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> int:
+    """Scalars in this config's network parameters (from shapes only: nothing is initialised)."""
+    return torsos.parameter_count(jax.eval_shape(make_networks(config, spec).init, jax.random.PRNGKey(0)))
 
 
 def make_replay_tables(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:

@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from agents.config_checks import HIDDEN_SIZES_EXPECTED, check_ranges, from_preset, hidden_sizes
+from agents.config_checks import (HIDDEN_SIZES_EXPECTED, TORSO_RANGES, check_ranges, check_torso, from_preset,
+                                  hidden_sizes)
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
@@ -48,7 +49,17 @@ class ApexDQNConfig:
     variable_update_period: int = 400  # Ape-X: actors fetch parameters every 400 env frames.
 
     # Network.
-    hidden_sizes: tuple[int, ...] = (512, 512)  # ours: MLP torso + dueling heads of 512 (Ape-X's head width).
+    # ours: the heads' width, after the torso's dense layers hidden_sizes[:-1] (the mlp torso:
+    # the flattened observation through them; Ape-X's heads are 512 wide).
+    hidden_sizes: tuple[int, ...] = (512, 512)
+    # ours: the observation encoder (agents/torsos.py): "mlp", or over the window's frames a
+    # causal temporal "conv" stack or a causal "transformer"; the settings below size the last two.
+    torso: str = "mlp"
+    torso_width: int = 64  # ours: conv channels / transformer model width (mlp: unused).
+    torso_depth: int = 2  # ours: conv layers (dilations 1, 2, 4, ...) / transformer blocks.
+    torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
+    conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
+    positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
 
     # Anakin (--lp_launch_type=anakin: env, acting, replay and updates in one compiled cycle per
     # device; the replay holds max_replay_size items rounded down to whole cycles, and learning
@@ -59,6 +70,7 @@ class ApexDQNConfig:
 
     def __post_init__(self):
         check_ranges("apex_dqn", self, _RANGES)
+        check_torso("apex_dqn", self)
 
 
 _RANGES = {
@@ -83,6 +95,7 @@ _RANGES = {
     "epsilon_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
+    **TORSO_RANGES,
     "anakin_num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "anakin_rollout_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "anakin_updates_per_cycle": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),

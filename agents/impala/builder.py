@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import reverb
 
-from agents import core, replay, specs
+from agents import core, replay, specs, torsos
 from agents.impala import anakin, learning, losses, networks
 from agents.impala.actor import ImpalaActor
 from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
@@ -34,7 +34,12 @@ def make_sequence_layout(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> S
 
 
 def make_networks(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
-    return networks.make_networks(spec, config.hidden_sizes)
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config, spec.observation_shape))
+
+
+def parameter_count(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> int:
+    """Scalars in this config's network parameters (from shapes only: nothing is initialised)."""
+    return torsos.parameter_count(jax.eval_shape(make_networks(config, spec).init, jax.random.PRNGKey(0)))
 
 
 def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:

@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from agents.config_checks import HIDDEN_SIZES_EXPECTED, check_ranges, from_preset, hidden_sizes
+from agents.config_checks import (HIDDEN_SIZES_EXPECTED, TORSO_RANGES, check_ranges, check_torso, from_preset,
+                                  hidden_sizes)
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
@@ -47,7 +48,17 @@ class ImpalaConfig:
     variable_update_period: int = 19
 
     # Network.
-    hidden_sizes: tuple[int, ...] = (512, 512)  # ours: apex_dqn's torso and head widths.
+    # ours: the heads' width, after the torso's dense layers hidden_sizes[:-1] (the mlp torso:
+    # the flattened observation through them; Ape-X's heads are 512 wide).
+    hidden_sizes: tuple[int, ...] = (512, 512)
+    # ours: the observation encoder (agents/torsos.py): "mlp", or over the window's frames a
+    # causal temporal "conv" stack or a causal "transformer"; the settings below size the last two.
+    torso: str = "mlp"
+    torso_width: int = 64  # ours: conv channels / transformer model width (mlp: unused).
+    torso_depth: int = 2  # ours: conv layers (dilations 1, 2, 4, ...) / transformer blocks.
+    torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
+    conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
+    positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
 
     # Anakin (--lp_launch_type=anakin): each cycle steps anakin_num_envs envs per device
     # sequence_length - 1 times, then makes anakin_num_envs / batch_size updates of batch_size of
@@ -56,6 +67,7 @@ class ImpalaConfig:
 
     def __post_init__(self):
         check_ranges("impala", self, _RANGES)
+        check_torso("impala", self)
 
 
 _RANGES = {
@@ -78,6 +90,7 @@ _RANGES = {
     "queue_table_name": (lambda v: isinstance(v, str) and v != "", "a non-empty name"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
+    **TORSO_RANGES,
 }
 
 

@@ -1,4 +1,4 @@
-"""Policy logits and a value baseline over apex_dqn's MLP torso, as an init/apply pair."""
+"""Policy logits and a value baseline on any torso of agents/torsos.py, as an init/apply pair."""
 
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -7,27 +7,31 @@ import jax
 import jax.numpy as jnp
 
 from agents.specs import EnvironmentSpec
+from agents.torsos import MLPTorso, first_head_layer
 
 
-class PolicyValueMLP(nn.Module):
-    """(logits [B, A], value [B]) from a flattened observation.
+class PolicyValueNetwork(nn.Module):
+    """(logits [B, A], value [B]) from the `torso`'s encoding of the observation.
 
-    The layout of apex_dqn's DuelingMLP: an MLP torso of hidden_sizes[:-1], then two heads of
-    one hidden layer of hidden_sizes[-1] each (there: value and advantages; here: value and
-    policy logits).
+    The layout of apex_dqn's DuelingNetwork: two heads of one hidden layer of `head_size` each
+    (there: value and advantages; here: value and policy logits).
     """
 
     num_actions: int
-    hidden_sizes: Sequence[int]
+    head_size: int
+    torso: nn.Module
+
+    def setup(self):
+        if isinstance(self.torso, MLPTorso):  # its layers in this scope (torsos.first_head_layer)
+            nn.share_scope(self, self.torso)
 
     @nn.compact
     def __call__(self, observation: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        x = observation.reshape(observation.shape[0], -1).astype(jnp.float32)  # [B, prod(obs shape)]
-        for size in self.hidden_sizes[:-1]:
-            x = nn.relu(nn.Dense(size)(x))
-        head_size = self.hidden_sizes[-1]
-        value = nn.Dense(1)(nn.relu(nn.Dense(head_size)(x)))[:, 0]  # [B]
-        logits = nn.Dense(self.num_actions)(nn.relu(nn.Dense(head_size)(x)))  # [B, A]
+        x = self.torso(observation)  # [B, encoding]
+        first = first_head_layer(self.torso)
+        dense = lambda size, k: nn.Dense(size, name=f"Dense_{first + k}")  # noqa: E731
+        value = dense(1, 0)(nn.relu(dense(self.head_size, 1)(x)))[:, 0]  # [B]
+        logits = dense(self.num_actions, 2)(nn.relu(dense(self.head_size, 3)(x)))  # [B, A]
         return logits, value
 
 
@@ -38,10 +42,12 @@ class Networks(NamedTuple):
     apply: Callable[[Any, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 
 
-def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int]) -> Networks:
+def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.Module | None = None) -> Networks:
+    """Heads of hidden_sizes[-1] on `torso` (default: the MLP torso of hidden_sizes[:-1])."""
     if not hidden_sizes:
         raise ValueError("hidden_sizes must name at least one layer size, got ()")
-    module = PolicyValueMLP(num_actions=spec.num_actions, hidden_sizes=tuple(hidden_sizes))
+    torso = MLPTorso(hidden_sizes=tuple(hidden_sizes[:-1])) if torso is None else torso
+    module = PolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
     dummy_observation = jnp.zeros((1, *spec.observation_shape), spec.observation_dtype)
 
     def init(rng: jax.Array) -> Any:
