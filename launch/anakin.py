@@ -92,11 +92,7 @@ def run(setup: Setup) -> int:
     try:
         state = program.init(program.keys, program.env.params)
         if setup.restore:
-            template = jax.device_get(state)
-            run.restored_step, host_state = checkpoints.load_latest(setup.learner_dir, template)
-            _check_restored(setup, template, host_state, len(program.devices))
-            state = jax.device_put_sharded([jax.tree.map(lambda x, d=d: x[d], host_state)
-                                            for d in range(len(program.devices))], program.devices)
+            run.restored_step, state = _restore(setup, jax.device_get(state), program.devices)
             run.saved_step = run.learner_steps = run.restored_step
             run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
 
@@ -209,19 +205,21 @@ class Run:
         self.reason: str | None = None
 
 
-def _check_restored(setup: Setup, template: Any, restored: Any, num_devices: int) -> None:
-    """UsageError unless the checkpoint's arrays have this run's shapes ([devices, seeds, ...]:
-    the same --num_seeds, devices and agent settings)."""
+def _restore(setup: Setup, template: Any, devices: list[Any]) -> tuple[int, Any]:
+    """(step, train_state on the devices) of the newest learner checkpoint; UsageError when
+    its shapes do not fit this run ([devices, seeds, ...]: the same --num_seeds, devices and
+    agent settings)."""
     import jax
 
-    shapes = [np.shape(leaf) for leaf in jax.tree.leaves(template)]
-    found = [np.shape(leaf) for leaf in jax.tree.leaves(restored)]
-    if shapes != found:
-        written = found[0][:2] if found and len(found[0]) >= 2 else found[:1]
-        raise UsageError(
-            f"--restore: the checkpoint in {setup.learner_dir} does not fit this run (its "
-            f"[devices, seeds] {list(written)}, this run's [{num_devices}, {setup.num_seeds}]; "
-            "or other agent settings): continue it with the flags it was written with")
+    try:
+        step, host_state = checkpoints.load_latest(setup.learner_dir, template)
+    except ValueError as error:
+        leaf = jax.tree.leaves(template)[0]
+        raise UsageError(f"--restore: {error} (this run: [devices, seeds] = [{len(devices)}, "
+                         f"{setup.num_seeds}] leading every array, the first {np.shape(leaf)}); "
+                         "continue it with the flags it was written with") from None
+    return step, jax.device_put_sharded(
+        [jax.tree.map(lambda x, d=d: x[d], host_state) for d in range(len(devices))], devices)
 
 
 def _limit(setup: Setup, learner_steps: int, env_steps: int, elapsed: float,

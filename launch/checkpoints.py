@@ -50,9 +50,23 @@ def load_latest(directory: str, template: Any) -> tuple[int, Any]:
     path = os.path.join(directory, f"learner_{steps[-1]}.msgpack")
     with open(path, "rb") as file:
         try:
-            return steps[-1], serialization.from_bytes(template, file.read())
+            state = serialization.from_bytes(template, file.read())
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: does not match this learner's state: {error}") from None
+    _check_shapes(path, template, state)  # flax restores an array of any shape
+    return steps[-1], state
+
+
+def _check_shapes(path: str, template: Any, state: Any) -> None:
+    import jax
+    import numpy as np
+
+    flat_template = jax.tree_util.tree_flatten_with_path(template)[0]
+    for (where, expected), actual in zip(flat_template, jax.tree_util.tree_leaves(state)):
+        if np.shape(expected) != np.shape(actual):
+            raise ValueError(f"{path}: does not match this learner's state: "
+                             f"{jax.tree_util.keystr(where)} has shape {np.shape(actual)}, "
+                             f"expected {np.shape(expected)}")
 
 
 # ----------------------------------------------------------------------------- best params
