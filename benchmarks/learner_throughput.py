@@ -1,6 +1,10 @@
 """Learner throughput: updates/s and samples/s of a learner vs the bare TrajectoryDataset rate.
 
     python benchmarks/learner_throughput.py [--agent apex_dqn|impala] [--batch_size 256] [--hidden_sizes 64 64] [--seconds 10]
+        [--window 32] [--torso mlp|conv|transformer] [--torso_width 64] [--torso_depth 2] [--torso_heads 4]
+
+--torso picks the network's observation encoder (agents/torsos.py; the sizes are the agent
+config's torso_* settings); the output names it and the network's parameter count.
 
 impala: the queue is filled with --items sequences (random actions), drained once by the bare
 dataset (same settings as the learner's: one worker, one batch in flight), filled again and
@@ -140,6 +144,13 @@ def learner_rate(address, config, spec, seconds):
     return updates / elapsed
 
 
+def describe_torso(config):
+    if config.torso == "mlp":
+        return "torso mlp"
+    heads = f", {config.torso_heads} heads" if config.torso == "transformer" else ""
+    return f"torso {config.torso} (width {config.torso_width}, depth {config.torso_depth}{heads})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=["apex_dqn", "impala"], default="apex_dqn")
@@ -148,7 +159,13 @@ def main():
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--torso", choices=["mlp", "conv", "transformer"], default="mlp")
+    parser.add_argument("--torso_width", type=int, default=64)
+    parser.add_argument("--torso_depth", type=int, default=2)
+    parser.add_argument("--torso_heads", type=int, default=4)
     args = parser.parse_args()
+    torso = dict(torso=args.torso, torso_width=args.torso_width, torso_depth=args.torso_depth,
+                 torso_heads=args.torso_heads)
 
     import environments
     from agents import specs
@@ -161,25 +178,28 @@ def main():
         from agents.impala import builder as impala_builder
 
         config = impala_builder.make_config(batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes),
-                                            max_queue_size=args.items + 64)
+                                            max_queue_size=args.items + 64, **torso)
         with ReplayProcess(agent_tables, "impala", config, spec) as replay:
             ceiling, sequences_per_s = drain_rates(replay.address, config, spec, env, args.items)
         print(f"impala: window {args.window}, batch {config.batch_size} sequences of {config.sequence_length}, "
-              f"network {config.hidden_sizes}, {args.items} sequences")
+              f"network {config.hidden_sizes}, {describe_torso(config)}, "
+              f"{impala_builder.parameter_count(config, spec)} parameters, {args.items} sequences")
         print(f"bare TrajectoryDataset (ceiling): {ceiling:8.0f} sequences/s")
         print(f"learner:                          {sequences_per_s:8.0f} sequences/s  "
               f"{sequences_per_s / config.batch_size:6.1f} updates/s")
         print(f"learner samples / ceiling:        {sequences_per_s / ceiling:8.2f}")
         return
     config = builder.make_config(
-        batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes), max_replay_size=10 * args.items, min_replay_size=1
+        batch_size=args.batch_size, hidden_sizes=tuple(args.hidden_sizes), max_replay_size=10 * args.items, min_replay_size=1,
+        **torso,
     )
     with ReplayProcess(agent_tables, "apex_dqn", config, spec) as replay:
         fill(replay.address, config, spec, env, args.items)
         ceiling = dataset_rate(replay.address, config, args.seconds)
         updates_per_s = learner_rate(replay.address, config, spec, args.seconds)
     samples_per_s = updates_per_s * config.batch_size
-    print(f"window {args.window}, batch {config.batch_size}, network {config.hidden_sizes}, {args.items} items")
+    print(f"window {args.window}, batch {config.batch_size}, network {config.hidden_sizes}, {describe_torso(config)}, "
+          f"{builder.parameter_count(config, spec)} parameters, {args.items} items")
     print(f"bare TrajectoryDataset (ceiling): {ceiling:8.0f} samples/s")
     print(f"learner:                          {samples_per_s:8.0f} samples/s  {updates_per_s:6.1f} updates/s")
     print(f"learner samples / ceiling:        {samples_per_s / ceiling:8.2f}")
