@@ -1,2 +1,2 @@
-"""Launching the distributed program: nodes, launch types (threads or Ray processes), and
-apex.py, the run of any registered agent."""
+"""Launching training: apex.py (the entry point) runs any registered agent as a program of
+nodes on an engine (threads or Ray processes) or, under anakin, as one compiled program."""
