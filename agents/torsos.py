@@ -55,7 +55,8 @@ class CausalConvEncoder(nn.Module):
 
 
 def sinusoidal_encoding(length: int, width: int) -> np.ndarray:
-    """Vaswani et al. 2017: [length, width], pe[p, 2i] = sin(p / 10000^(2i / width)), pe[p, 2i + 1] = cos(...)."""
+    """Vaswani et al. 2017: [length, width] with pe[p, 2i] = sin(p / 10000^(2i / width)) and
+    pe[p, 2i + 1] = cos(p / 10000^(2i / width))."""
     positions = np.arange(length, dtype=np.float64)[:, None]  # [L, 1]
     frequencies = 1.0 / 10000.0 ** (np.arange(0, width, 2, dtype=np.float64) / width)  # [ceil(width / 2)]
     angles = positions * frequencies  # [L, ceil(width / 2)]
