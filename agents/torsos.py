@@ -43,7 +43,8 @@ class CausalConvEncoder(nn.Module):
     kernel: int
 
     @nn.compact
-    def __call__(self, frames: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, frames: jnp.ndarray, last_frame_only: bool = False) -> jnp.ndarray:
+        """[B, W, width], or the last frame's [B, width] when `last_frame_only`."""
         x = nn.Dense(self.width, name="input_projection")(frames.astype(jnp.float32))  # [B, W, width]
         for layer in range(self.depth):
             dilation = 2 ** layer
@@ -51,7 +52,7 @@ class CausalConvEncoder(nn.Module):
             y = nn.Conv(self.width, (self.kernel,), kernel_dilation=(dilation,), padding=[(left_padding, 0)],
                         name=f"conv_{layer}")(x)  # [B, W, width]
             x = x + nn.relu(y)
-        return x
+        return x[:, -1] if last_frame_only else x
 
 
 def sinusoidal_encoding(length: int, width: int) -> np.ndarray:
@@ -77,7 +78,9 @@ class CausalTransformerEncoder(nn.Module):
     positional_encoding: str
 
     @nn.compact
-    def __call__(self, frames: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, frames: jnp.ndarray, last_frame_only: bool = False) -> jnp.ndarray:
+        """[B, W, width], or the last frame's [B, width] when `last_frame_only` (then the last
+        block computes that frame alone: the same numbers, ~1/W of that block's work)."""
         window = frames.shape[-2]
         x = nn.Dense(self.width, name="input_projection")(frames.astype(jnp.float32))  # [B, W, width]
         if self.positional_encoding == "learned":
@@ -87,24 +90,29 @@ class CausalTransformerEncoder(nn.Module):
         mask = nn.make_causal_mask(jnp.ones(frames.shape[:-1], jnp.int32))  # [B, 1, W, W]
         for layer in range(self.depth):
             y = nn.LayerNorm(name=f"attention_norm_{layer}")(x)
-            x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width,
-                                                    out_features=self.width, name=f"attention_{layer}")(y, mask=mask)
+            attention = nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width,
+                                                        out_features=self.width, name=f"attention_{layer}")
+            if last_frame_only and layer == self.depth - 1:  # the last frame attends to every frame
+                x = x[:, -1:] + attention(y[:, -1:], y, y)  # [B, 1, width]
+            else:
+                x = x + attention(y, mask=mask)  # [B, W, width]
             y = nn.LayerNorm(name=f"mlp_norm_{layer}")(x)
             y = nn.gelu(nn.Dense(TRANSFORMER_MLP_RATIO * self.width, name=f"mlp_hidden_{layer}")(y))
             x = x + nn.Dense(self.width, name=f"mlp_output_{layer}")(y)
-        return nn.LayerNorm(name="output_norm")(x)  # [B, W, width]
+        x = nn.LayerNorm(name="output_norm")(x)  # [B, W or 1, width]
+        return x[:, -1] if last_frame_only else x
 
 
 class SequenceTorso(nn.Module):
-    """The last frame's encoding [B, width] from a per-frame `encoder`, then relu dense layers of
-    `hidden_sizes`."""
+    """The last frame's encoding [B, width] from a per-frame `encoder` (called with
+    last_frame_only=True), then relu dense layers of `hidden_sizes`."""
 
     encoder: nn.Module
     hidden_sizes: Sequence[int]
 
     @nn.compact
     def __call__(self, observation: jnp.ndarray) -> jnp.ndarray:
-        x = self.encoder(observation)[:, -1]  # [B, width]
+        x = self.encoder(observation, last_frame_only=True)  # [B, width]
         return _dense_layers(x, self.hidden_sizes)
 
 

@@ -43,6 +43,16 @@ def test_perturbing_frames_after_k_leaves_the_encodings_up_to_k_unchanged(name, 
     assert np.all(np.abs(after[:, k + 1:] - before[:, k + 1:]).max(axis=-1) > 1e-3)  # later frames do change
 
 
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_the_last_frame_alone_is_the_last_of_the_per_frame_encodings(name):
+    encoder = ENCODERS[name]
+    frames = random_frames(0)
+    params = encoder.init(jax.random.PRNGKey(1), frames)
+    last = np.asarray(encoder.apply(params, frames, last_frame_only=True))
+    assert last.shape == (2, 8)
+    np.testing.assert_allclose(last, np.asarray(encoder.apply(params, frames))[:, -1], rtol=1e-5, atol=1e-6)
+
+
 def test_conv_frame_t_sees_exactly_the_last_1_plus_kernel_minus_1_times_2_to_the_depth_minus_1_frames():
     encoder = torsos.CausalConvEncoder(width=4, depth=2, kernel=2)  # dilations 1, 2: 1 + 1 * 3 = 4 frames
     frames = random_frames(0, (1, 8, 3))
