@@ -46,21 +46,28 @@ class Program:
         if not hasattr(setup.builder, "make_anakin"):
             raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
                              "run under --lp_launch_type=anakin (use local_mt or local_mp)")
+        # One device: jit, with a device axis of 1 kept by vmap (a one-device pmap made the
+        # Ape-X cycle 25-35% slower, BUILD.md); pmap and gradients averaged from 2 devices on.
+        many = len(self.devices) > 1
         try:
             agent = setup.builder.make_anakin(setup.config, setup.spec,
-                                              core.FunctionalEnv(self.env.reset, self.env.step), AXIS)
+                                              core.FunctionalEnv(self.env.reset, self.env.step),
+                                              AXIS if many else None)
         except ValueError as error:
             raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None
         self.agent = agent
 
-        def per_seed(fn: Any, **pmap_kwargs: Any) -> Any:
-            return jax.pmap(jax.vmap(fn, in_axes=(0, None)), axis_name=AXIS, in_axes=(0, None),
-                            **pmap_kwargs)
+        def per_seed(fn: Any, donate: bool = False) -> Any:  # [devices, seeds, ...] in and out
+            seeds = jax.vmap(fn, in_axes=(0, None))
+            if many:
+                return jax.pmap(seeds, axis_name=AXIS, in_axes=(0, None),
+                                donate_argnums=(0,) if donate else ())
+            return jax.jit(jax.vmap(seeds, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
 
         self.init = per_seed(agent.init)
-        self.train_step = per_seed(agent.train_step, donate_argnums=(0,))
-        self.counters = jax.pmap(jax.vmap(lambda state: (agent.learner_steps(state),
-                                                         agent.env_steps(state))), axis_name=AXIS)
+        self.train_step = per_seed(agent.train_step, donate=True)
+        counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
+        self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
         self.policy_params = jax.jit(jax.vmap(agent.policy_params))  # one device's [S] states
         seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
         keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device

@@ -5,6 +5,8 @@ same figures from the same flags, --restore."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -139,3 +141,43 @@ def test_impala_under_anakin_writes_validation_and_test(tmp_path):
         assert math.isfinite(summary["test"][key]), (key, summary["test"])
     learner = [r for r in read_metrics(workdir) if r["node"] == "learner"]
     assert learner and all(0.0 < r["learner/entropy"] <= 1.0987 for r in learner)  # log(3) at most
+
+
+@pytest.mark.e2e
+def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
+    """pmap over 2 forced host devices: each device steps its own envs (env steps add up),
+    and the parameters stay identical on both."""
+    import glob
+
+    import numpy as np
+    from flax import serialization
+
+    from test_launch_apex import APEX, REPO_ROOT, _env
+
+    workdir = str(tmp_path / "run")
+    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run([sys.executable, APEX, *TINY_ANAKIN, f"--workdir={workdir}",
+                             "--max_learner_steps=20"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(workdir)
+    assert summary["num_devices"] == 2 and summary["learner_steps"] == 20
+    cycles = 1 + 20 // 2  # the first cycle fills min_replay_size=64; then 2 updates a cycle
+    assert summary["env_steps"] == 2 * cycles * 16 * 4  # 2 devices x 16 envs x 4 steps a cycle
+    path = sorted(glob.glob(os.path.join(workdir, "checkpoints", "learner", "*.msgpack")))[-1]
+    with open(path, "rb") as file:
+        state = serialization.msgpack_restore(file.read())
+    params = [np.asarray(leaf) for leaf in _leaves(state["learner"]["params"])]
+    assert params and all(leaf.shape[:2] == (2, 1) for leaf in params)  # [devices, seeds, ...]
+    for leaf in params:
+        np.testing.assert_array_equal(leaf[0], leaf[1])
+    positions = np.asarray(state["env_states"]["t"])  # [devices, seeds, envs]: bars differ
+    assert not np.array_equal(positions[0], positions[1])
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _leaves(value)
+    else:
+        yield tree
