@@ -168,6 +168,10 @@ class AgentBuilder(Protocol):
         env, acting, replay and updates in one program. `axis_name` names the pmap axis over
         devices (gradients are averaged over it), or None on one device."""
 
+    def parameter_count(self, config: Any, spec: Any) -> int:
+        """Scalars in the network parameters of `config` (summary.json's parameter_count; an
+        agent without networks, e.g. tests/test_launch/toy_agent.py, may leave it out)."""
+
 
 class FunctionalEnv(NamedTuple):
     """What an Anakin agent sees of an environment: pure functions (gymnax style) with the
