@@ -68,6 +68,8 @@ def common(setup: Setup, launch_type: str, stop_reason: str) -> dict[str, Any]:
         "agent": setup.agent,
         "agent_preset": setup.agent_preset,
         "agent_config": dataclasses.asdict(setup.config),
+        "torso": getattr(setup.config, "torso", None),  # the observation encoder
+        "parameter_count": parameter_count(setup),
         "num_actors": setup.num_actors,
         "envs_per_actor": setup.envs_per_actor,
         "data": setup.data,
@@ -77,6 +79,12 @@ def common(setup: Setup, launch_type: str, stop_reason: str) -> dict[str, Any]:
         "annualization": setup.annualization,
         "stop_reason": stop_reason,
     }
+
+
+def parameter_count(setup: Setup) -> int | None:
+    """The agent's network parameters (None for a builder that does not count them)."""
+    count = getattr(setup.builder, "parameter_count", None)
+    return None if count is None else int(count(setup.config, setup.spec))
 
 
 def finish(setup: Setup, summary: dict[str, Any]) -> int:
