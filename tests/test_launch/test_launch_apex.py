@@ -167,6 +167,9 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     ("--validation_fraction=0.5", "--train_fraction=0.6 --validation_fraction=0.5"),
     ("--num_seeds=2", "--num_seeds=2: several seeds in one program need --lp_launch_type=anakin"),
     ("--num_seeds=0", "--num_seeds=0: expected an integer >= 1"),
+    ("--fold=2", "--fold=2 needs --folds=K (K >= 1)"),
+    ("--folds=-1", "--folds=-1: expected an integer >= 0"),
+    ("--agent_config=torso=lstm", "torso='lstm': expected one of mlp, conv, transformer"),
 ])
 def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     workdir = tmp_path / "run"
