@@ -167,7 +167,7 @@ def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
     path = sorted(glob.glob(os.path.join(workdir, "checkpoints", "learner", "*.msgpack")))[-1]
     with open(path, "rb") as file:
         state = serialization.msgpack_restore(file.read())
-    params = [np.asarray(leaf) for leaf in _leaves(state["learner"]["params"])]
+    params = [np.asarray(leaf) for leaf in array_leaves(state["learner"]["params"])]
     assert params and all(leaf.shape[:2] == (2, 1) for leaf in params)  # [devices, seeds, ...]
     for leaf in params:
         np.testing.assert_array_equal(leaf[0], leaf[1])
@@ -175,9 +175,9 @@ def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
     assert not np.array_equal(positions[0], positions[1])
 
 
-def _leaves(tree):
+def array_leaves(tree):  # the arrays of a msgpack-restored tree (test_launch_torsos uses it too)
     if isinstance(tree, dict):
         for value in tree.values():
-            yield from _leaves(value)
+            yield from array_leaves(value)
     else:
         yield tree

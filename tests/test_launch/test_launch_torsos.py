@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
+from test_launch_anakin import array_leaves
 from test_launch_apex import read_summary, run_apex
 
 TINY = ["--max_learner_steps=20", "--synthetic_steps=600", "--window=8", "--episode_length=32",
@@ -35,12 +36,5 @@ def test_a_torso_runs_end_to_end_and_the_summary_counts_its_parameters(case, tmp
     assert len(best) == 1, best
     with open(best[0], "rb") as file:
         params = serialization.msgpack_restore(file.read())
-    assert summary["parameter_count"] == sum(np.size(leaf) for leaf in _leaves(params))
+    assert summary["parameter_count"] == sum(np.size(leaf) for leaf in array_leaves(params))
 
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _leaves(value)
-    else:
-        yield tree
