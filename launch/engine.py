@@ -25,6 +25,9 @@ DEFAULT_NODE_ENV = {
 log = logging.getLogger(__name__)
 
 FAILED_GRACE_S = 1.0  # after a node failed: how long restartable nodes get to stop by themselves
+# A node that fails because a node it calls was lost is reported as that loss's consequence,
+# once the loss itself is seen: how long to wait for it (Ray reports the two in either order).
+LOST_NODE_SETTLE_S = 5.0
 
 
 class NodeLike(Protocol):
@@ -48,12 +51,17 @@ class ProgramLike(Protocol):
 
 
 class NodeError(RuntimeError):
-    """A node failed (raised, or its process was lost); the message names it."""
+    """A node failed (raised, or its process was lost); the message names it.
 
-    def __init__(self, label: str, details: str):
+    `after_lost_node`: it failed because a call to another node's lost process raised, so the
+    loss, not this, is the cause to report.
+    """
+
+    def __init__(self, label: str, details: str, after_lost_node: bool = False):
         super().__init__(f"node '{label}' failed:\n{details}")
         self.label = label
         self.details = details
+        self.after_lost_node = after_lost_node
 
 
 @dataclasses.dataclass
@@ -90,7 +98,8 @@ class Launched:
         self.program = program
         self.labels = list(program.nodes)
         self.clients: dict[str, Any] = {}
-        self.errors: list[NodeError] = []
+        self.errors: list[NodeError] = []  # the causes: what the run reports
+        self.consequences: list[NodeError] = []  # failures that followed a lost node
         self._workers: set[str] = set()  # nodes with a run() loop; the others are services.
         self._stopped = False
         self._closed = False
@@ -146,6 +155,7 @@ class Launched:
         SIGINT and SIGTERM end the wait (reason "interrupted (...)") instead of the process.
         """
         received: list[str] = []
+        settle_until: float | None = None  # waiting for the loss behind a consequence
         with catch_signals(received):
             while True:
                 try:
@@ -155,7 +165,14 @@ class Launched:
                     ended = []
                 for label, error in ended:
                     if error is not None:
-                        self.errors.append(error)
+                        self._record(error)
+                if self.consequences and not self.errors:
+                    if settle_until is None:
+                        settle_until = time.monotonic() + LOST_NODE_SETTLE_S
+                    if time.monotonic() >= settle_until or received:
+                        self._promote_consequences()
+                    else:
+                        continue  # the lost node's own error is on its way.
                 if self.errors:
                     return Outcome("error", list(self.errors))
                 if received:
@@ -188,7 +205,7 @@ class Launched:
             for label in reversed(self.labels):
                 self._signal(label)
             deadline = time.monotonic() + timeout_s
-            if self.errors:
+            if self.errors or self.consequences:
                 running = self._join_runs(min(grace_s, FAILED_GRACE_S))
                 ended = self._abandon(running) if running else []
                 if ended:
@@ -208,6 +225,22 @@ class Launched:
                 running = self._join_runs(max(0.0, deadline - time.monotonic()))
             for label in running:
                 self.errors.append(NodeError(label, f"run() did not return {timeout_s:.0f} s after stop()"))
+            self._promote_consequences()
+
+    def _record(self, error: NodeError) -> None:
+        """Keeps a node's error: as a cause, or as the consequence of a lost node."""
+        if error.after_lost_node:
+            log.info("node %r stopped after a node it calls was lost: %s", error.label,
+                     error.details.strip().splitlines()[-1] if error.details.strip() else "")
+            self.consequences.append(error)
+        else:
+            self.errors.append(error)
+
+    def _promote_consequences(self) -> None:
+        """No lost node was seen after all: the consequences are the errors to report."""
+        if self.consequences and not self.errors:
+            self.errors.extend(self.consequences)
+            self.consequences.clear()
 
     def _signal(self, label: str) -> None:
         try:
@@ -229,6 +262,7 @@ class Launched:
                     for wave in close_waves(self.program.nodes):
                         self._close_nodes([l for l in wave if l not in self._closed_labels], timeout_s)
                 finally:
+                    self._promote_consequences()
                     self._teardown()
 
     def close_node(self, label: str, timeout_s: float = 120.0) -> None:
@@ -253,7 +287,7 @@ class Launched:
         try:
             self._close_node(label, timeout_s)
         except NodeError as error:
-            self.errors.append(error)
+            self._record(error)
         except Exception as error:  # noqa: BLE001 - reported; the other nodes still close.
             self.errors.append(NodeError(label, f"close() failed: {error!r}"))
 

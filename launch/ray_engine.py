@@ -262,7 +262,7 @@ class RayLaunched(Launched):
                 ray.get(ref)
                 ended.append((label, None))
             except Exception as error:  # noqa: BLE001 - reported with the node's name.
-                ended.append((label, NodeError(label, _ray_error_text(error))))
+                ended.append((label, _node_error(label, error)))
         return ended
 
     def _signal_stop(self, label: str) -> None:
@@ -289,7 +289,7 @@ class RayLaunched(Launched):
                     if (label in self._closed_labels or label in self._abandoned
                             or label not in self._workers):
                         continue  # a service closed early, or a process ended, by stop().
-                    self.errors.append(NodeError(label, _ray_error_text(error)))
+                    self._record(_node_error(label, error))
         self._track_pids()
         return [label for label in self._runs.values()
                 if label in self._workers and (labels is None or label in labels)]
@@ -317,8 +317,8 @@ class RayLaunched(Launched):
             try:
                 self._ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as error:  # noqa: BLE001 - reported; the other nodes still close.
-                if not any(e.label == label for e in self.errors):
-                    self.errors.append(NodeError(label, "close() failed:\n" + _ray_error_text(error)))
+                if not any(e.label == label for e in self.errors + self.consequences):
+                    self._record(_node_error(label, error, "close() failed:\n"))
 
     def _teardown(self) -> None:
         ray = self._ray
@@ -347,6 +347,34 @@ def node_host() -> str:
         if ray.is_initialized():
             return ray.util.get_node_ip_address()
     return "localhost"
+
+
+# Words of Ray's errors for a call to an actor whose process is gone, as they read in a
+# remote traceback (where the error's type may not survive: a node may wrap it).
+_LOST_ACTOR_MARKERS = ("ActorDiedError", "ActorUnavailableError", "RayActorError",
+                       "The actor died unexpectedly", "The actor is dead")
+
+
+def _node_error(label: str, error: BaseException, prefix: str = "") -> NodeError:
+    """The NodeError for a node's failed run() or close(), marked `after_lost_node` where it
+    failed calling another node whose process was lost (rather than being lost itself)."""
+    text = _ray_error_text(error)
+    return NodeError(label, prefix + text, after_lost_node=_failed_calling_a_lost_node(error, text))
+
+
+def _failed_calling_a_lost_node(error: BaseException, text: str) -> bool:
+    from ray import exceptions as ray_exceptions
+
+    if not isinstance(error, ray_exceptions.RayTaskError):
+        return False  # its own process was lost, or the call to it failed: not a consequence.
+    cause: BaseException | None = getattr(error, "cause", None)
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, ray_exceptions.RayActorError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return any(marker in text for marker in _LOST_ACTOR_MARKERS)
 
 
 def _ray_error_text(error: BaseException) -> str:

@@ -73,7 +73,7 @@ class ThreadLaunched(Launched):
         with self._changed:
             for label, error in self._ended:
                 if error is not None:
-                    self.errors.append(error)
+                    self._record(error)
             self._ended = []
         return [label for label, thread in threads.items() if thread.is_alive()]
 
