@@ -85,8 +85,9 @@ def fill_queue(address, config, spec, env, count):
     import reverb
 
     from agents.impala import builder
+    from agents.sequence_adder import SequenceAdder
 
-    adder = builder.SequenceAdder(reverb.Client(address), config.queue_table_name,
+    adder = SequenceAdder(reverb.Client(address), config.queue_table_name,
                                   builder.make_sequence_layout(config, spec), env.num_envs)
     uniform_log_prob = np.full(env.num_envs, -np.log(spec.num_actions))
 

@@ -1,24 +1,33 @@
 """Builds every Ape-X DQN component from a config and an environment spec: launch/ uses only this.
 
 A new agent is a new package with these same functions and one line in agents/registry.py.
+Reverb and TensorFlow are imported by the functions that use them (tables, adders, learner,
+actor), so the builder imports without them: --lp_launch_type=anakin never loads them.
 """
 
-import dataclasses
-from typing import Any, Callable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-import reverb
 
-from agents import core, replay, specs, torsos
-from agents.adders import NStepAdder, TransitionLayout
-from agents.apex_dqn import anakin, learning, losses, networks
-from agents.apex_dqn.actor import ApexDQNActor, apex_epsilon
+from agents import core, specs, torsos
+from agents.apex_dqn import anakin, losses, networks
+from agents.apex_dqn.acting import apex_epsilon
 from agents.apex_dqn.config import ApexDQNConfig, make_config  # noqa: F401  (builder API)
 from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the builder's API)
+from agents.layouts import TransitionLayout
+from agents.pmap_learner import DEVICE_AXIS
 from agents.variable_client import VariableClient
+
+if TYPE_CHECKING:
+    import reverb
+
+    from agents.apex_dqn.actor import ApexDQNActor
+    from agents.apex_dqn.learning import ApexDQNLearner
 
 Config = ApexDQNConfig
 REPLAY_CHECKPOINTED = True  # a prioritized replay: worth keeping across --restore
@@ -42,6 +51,8 @@ def parameter_count(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> int:
 
 
 def make_replay_tables(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:
+    from agents import replay
+
     return [
         replay.make_prioritized_table(
             name=config.replay_table_name,
@@ -71,7 +82,7 @@ def make_optimizer(config: ApexDQNConfig):
     return losses.make_optimizer(config.learning_rate, config.adam_eps, config.max_gradient_norm)
 
 
-def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
+def make_sgd_step(config: ApexDQNConfig, spec: specs.EnvironmentSpec, axis_name: str | None = DEVICE_AXIS):
     """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
     loss = make_loss(config, spec, make_transition_layout(config, spec), axis_name)
     optimizer = make_optimizer(config)
@@ -112,7 +123,12 @@ def make_anakin(config: ApexDQNConfig, spec: specs.EnvironmentSpec, env: core.Fu
 
 def make_learner(
     config: ApexDQNConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int
-) -> learning.ApexDQNLearner:
+) -> ApexDQNLearner:
+    import reverb
+
+    from agents import replay
+    from agents.apex_dqn import learning
+
     sgd_step, optimizer = make_sgd_step(config, spec)
     initial_state = losses.init_state(make_networks(config, spec).init, optimizer, seed)
     iterator = replay.sample_batches(
@@ -132,6 +148,11 @@ def make_actor(
     num_actors: int,
     seed: int,
 ) -> ApexDQNActor:
+    import reverb
+
+    from agents.adders import NStepAdder
+    from agents.apex_dqn.actor import ApexDQNActor
+
     layout = make_transition_layout(config, spec)
     client = reverb.Client(replay_address)
 

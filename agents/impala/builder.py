@@ -1,23 +1,31 @@
 """Builds every IMPALA component from a config and an environment spec (agents.core.AgentBuilder).
 
 The second agent behind the same builder functions as agents/apex_dqn/builder.py: a FIFO queue
-fed by a sequence adder where Ape-X has a prioritized replay fed by an n-step adder.
+fed by a sequence adder where Ape-X has a prioritized replay fed by an n-step adder. Reverb
+and TensorFlow are imported by the functions that use them, as there.
 """
 
-from typing import Any, Callable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-import reverb
 
-from agents import core, replay, specs, torsos
-from agents.impala import anakin, learning, losses, networks
-from agents.impala.actor import ImpalaActor
+from agents import core, specs, torsos
+from agents.impala import anakin, losses, networks
 from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
-from agents.sequence_adder import SequenceAdder, SequenceLayout
+from agents.layouts import SequenceLayout
+from agents.pmap_learner import DEVICE_AXIS
 from agents.variable_client import VariableClient
+
+if TYPE_CHECKING:
+    import reverb
+
+    from agents.impala.actor import ImpalaActor
+    from agents.impala.learning import ImpalaLearner
 
 Config = ImpalaConfig
 # An on-policy queue: after a restart its sequences come from an old policy, so the replay
@@ -43,6 +51,8 @@ def parameter_count(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> int:
 
 
 def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:
+    from agents import replay
+
     signature = make_sequence_layout(config, spec).item_spec()
     return [replay.make_queue_table(config.queue_table_name, signature, config.max_queue_size)]
 
@@ -60,7 +70,7 @@ def make_optimizer(config: ImpalaConfig):
                                  config.max_gradient_norm)
 
 
-def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = learning.DEVICE_AXIS):
+def make_sgd_step(config: ImpalaConfig, spec: specs.EnvironmentSpec, axis_name: str | None = DEVICE_AXIS):
     """The pure update (and its optimizer) for this config; pmap it with `axis_name`, or jit with None."""
     optimizer = make_optimizer(config)
     return losses.make_sgd_step(make_loss(config, spec), optimizer, axis_name), optimizer
@@ -78,7 +88,10 @@ def make_anakin(config: ImpalaConfig, spec: specs.EnvironmentSpec, env: core.Fun
     )
 
 
-def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int) -> learning.ImpalaLearner:
+def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_address: str, seed: int) -> ImpalaLearner:
+    from agents import replay
+    from agents.impala import learning
+
     sgd_step, optimizer = make_sgd_step(config, spec)
     initial_state = losses.init_state(make_networks(config, spec).init, optimizer, seed)
     # One worker keeps the queue's order; only one batch is taken ahead (on-policy data ages).
@@ -100,6 +113,11 @@ def make_actor(
     num_actors: int,
     seed: int,
 ) -> ImpalaActor:
+    import reverb
+
+    from agents.impala.actor import ImpalaActor
+    from agents.sequence_adder import SequenceAdder
+
     layout = make_sequence_layout(config, spec)
     client = reverb.Client(replay_address)
 
