@@ -163,9 +163,10 @@ def run(setup: Setup) -> int:
                     log_learner(step_metrics)
                     last_log = now
                 if now - last_view >= VIEW_EVERY_S:
+                    run.replay_items = _replay_items(step_metrics, jax)
                     view.update(now - running_since, {
                         "env_steps": run.env_steps, "learner_steps": run.learner_steps,
-                        "replay_items": None, "mean_param_lag": 0.0, "eval": run.last_record},
+                        "replay_items": run.replay_items, "mean_param_lag": 0.0, "eval": run.last_record},
                         run.restored_step)
                     last_view = now
                 run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
@@ -173,6 +174,7 @@ def run(setup: Setup) -> int:
                 if run.reason:
                     break
         run.run_s = time.monotonic() - running_since
+        run.replay_items = _replay_items(step_metrics, jax)
         log.info("stopping: %s", run.reason)
         log_learner(step_metrics)
         if run.saved_step != run.learner_steps:
@@ -208,6 +210,7 @@ class Run:
         self.last_record: dict[str, Any] = {}  # the newest evaluator record (seeds' median)
         self.plotted = -PLOT_EVERY_S
         self.plotted_step = -1
+        self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
         self.run_s = 0.0
         self.reason: str | None = None
 
@@ -285,7 +288,7 @@ def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selecti
         "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
         "env_steps_per_s": run.env_steps / run_s if run_s > 0 else 0.0,
         "learner_steps_per_s": (run.learner_steps - run.restored_step) / run_s if run_s > 0 else 0.0,
-        "replay_items": None,  # the in-graph replay is the agent's own
+        "replay_items": run.replay_items,  # in each seed's in-graph replay (None: it has none)
         "actor_pids": [],
         "env_steps_by_actor_process": {},
         "actor_restarts": 0,
@@ -299,6 +302,14 @@ def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selecti
         "errors": [],
         "workdir": setup.workdir,
     })
+
+
+def _replay_items(step_metrics: dict, jax: Any) -> int | None:
+    """Items in one seed's in-graph replay, over all devices (an agent without a replay, such as
+    IMPALA's rollouts, reports no `replay_size`: None). The seeds' replays fill alike."""
+    if "replay_size" not in step_metrics:
+        return None
+    return int(np.asarray(jax.device_get(step_metrics["replay_size"]))[:, 0].sum())
 
 
 def _median(values: list[Any]) -> Any:

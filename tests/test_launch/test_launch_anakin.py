@@ -55,6 +55,8 @@ def test_anakin_writes_the_outputs_of_the_other_launch_types(two_seeds):
     for key in EVAL_KEYS:
         assert math.isfinite(summary["test"][key]), (key, summary["test"])
     assert summary["eval"] == summary["test"] and summary["test"]["num_markets"] == 8
+    # One seed's in-graph replay: at most its env steps and its capacity (max_replay_size).
+    assert 0 < summary["replay_items"] <= min(1024, summary["env_steps"] // 2)
     records = read_metrics(workdir)
     assert [r["node"] for r in records].count("test") == 1  # tested once, at the end
     assert {"learner", "evaluator"} <= {r["node"] for r in records}
@@ -136,6 +138,7 @@ def test_impala_under_anakin_writes_validation_and_test(tmp_path):
     summary = read_summary(workdir)
     assert SUMMARY_KEYS <= set(summary) and summary["agent"] == "impala"
     assert summary["learner_steps"] == 20 and summary["errors"] == []
+    assert summary["replay_items"] is None  # rollouts go straight into the update: no replay
     assert summary["validation"]["best_sharpe"] is not None
     for key in EVAL_KEYS:
         assert math.isfinite(summary["test"][key]), (key, summary["test"])
