@@ -75,7 +75,10 @@ def test_a_changed_file_invalidates_its_cache(bars, parses, change):
         text = bars.read_text()
         last_close = repr(old.close[-1])
         head, tail = text.rsplit(last_close, 1)
-        changed = last_close[:-1] + ("1" if last_close[-1] != "1" else "2")
+        # A new first decimal digit: far above float resolution, at the same size (a new 17th
+        # significant digit can parse to the same float).
+        point = last_close.index(".") + 1
+        changed = last_close[:point] + str((int(last_close[point]) + 1) % 10) + last_close[point + 1:]
         bars.write_text(head + changed + tail)
         os.utime(bars, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         assert os.stat(bars).st_size == stat.st_size
