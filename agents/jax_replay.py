@@ -74,12 +74,24 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int, block_size: int 
 
     The replay must hold at least one item (the caller checks `state.size` first).
     """
+    return sample_at(state, sample_uniforms(key, batch_size), block_size)
+
+
+def sample_uniforms(key: jax.Array, batch_size: int) -> jax.Array:
+    """The uniforms [batch_size] in [0, 1) that `sample` draws from `key` (vmap it over keys to
+    draw those of several samples at once)."""
+    return jax.random.uniform(key, (batch_size,), jnp.float32)
+
+
+def sample_at(state: ReplayState, uniforms: jax.Array, block_size: int | None = None) -> Sample:
+    """The items at fractions `uniforms` [B] in [0, 1) of the cumulated p^alpha: `sample` with
+    its uniforms drawn by the caller."""
     block_size = block_size or default_block_size(capacity(state))
     blocks = state.leaves.reshape(-1, block_size)  # [num_blocks, block_size]
     block_sums = jnp.sum(blocks, axis=1)  # [num_blocks]
     block_ends = jnp.cumsum(block_sums)  # running sums of p^alpha
     total = block_ends[-1]
-    targets = jax.random.uniform(key, (batch_size,), jnp.float32) * total  # [B] in [0, total)
+    targets = uniforms.astype(jnp.float32) * total  # [B] in [0, total)
     # Level 1: the first block whose running sum exceeds the target. Rounding may put a target
     # at the total (or, below, past a block's own sum): it then takes the last entry with mass.
     last_block = jnp.max(jnp.where(block_sums > 0, jnp.arange(block_sums.shape[0]), 0))

@@ -17,7 +17,18 @@ def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: fl
 def epsilon_greedy(q: jax.Array, explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float) -> jax.Array:
     """Actions int32 [B] from q [B, A]: uniform with probability epsilon (a scalar or [B]), else argmax."""
     batch_size, num_actions = q.shape
-    greedy = jnp.argmax(q, axis=-1)
+    return explore_or_greedy(q, *exploration_draws(explore_key, action_key, epsilon, batch_size, num_actions))
+
+
+def exploration_draws(explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float, batch_size: int,
+                      num_actions: int) -> tuple[jax.Array, jax.Array]:
+    """epsilon_greedy's randomness, drawn apart from q (so a rollout can draw all its steps' at
+    once): whether each of the B envs explores (bool [B]) and its random action (int32 [B])."""
     random_actions = jax.random.randint(action_key, (batch_size,), 0, num_actions)
     explore = jax.random.uniform(explore_key, (batch_size,)) < epsilon
-    return jnp.where(explore, random_actions, greedy).astype(jnp.int32)
+    return explore, random_actions
+
+
+def explore_or_greedy(q: jax.Array, explore: jax.Array, random_actions: jax.Array) -> jax.Array:
+    """Actions int32 [B]: random_actions where explore, else argmax_a q [B, A]."""
+    return jnp.where(explore, random_actions, jnp.argmax(q, axis=-1)).astype(jnp.int32)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from agents import core, jax_replay
-from agents.apex_dqn.acting import apex_epsilon, epsilon_greedy
+from agents.apex_dqn.acting import apex_epsilon, exploration_draws, explore_or_greedy
 from agents.apex_dqn.losses import (Batch, LearnerState, LossFn, double_q_td_error, init_state_from_key,
                                     make_sgd_step, priority)
 
@@ -142,13 +142,20 @@ def make_anakin(
         }
         return items, jnp.where(valid, priorities, 0.0)
 
-    def act(carry, key, params, env_params):
+    def step_randomness(key: jax.Array, num_actions: int):
+        """One step's exploration draws and env keys [B] from its key (the draws of
+        epsilon_greedy(q, explore_key, action_key, epsilons)); vmapped over a rollout's keys, so
+        that the rollout draws them in a few batched calls rather than a few per step."""
+        explore_key, action_key, env_key = jax.random.split(key, 3)
+        return (*exploration_draws(explore_key, action_key, epsilons, B, num_actions), jax.random.split(env_key, B))
+
+    def act(carry, randomness, params, env_params):
         """One step of the B envs: acts, steps, and emits one replay item per env."""
         env_states, observations, q, s = carry
-        explore_key, action_key, env_key = jax.random.split(key, 3)
-        actions = epsilon_greedy(q, explore_key, action_key, epsilons)  # [B]
+        explore, random_actions, env_keys = randomness  # [B] each (env_keys [B, 2])
+        actions = explore_or_greedy(q, explore, random_actions)  # [B]
         next_obs, env_states, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(env_key, B), env_states, actions, env_params)
+            env_keys, env_states, actions, env_params)
         next_obs = next_obs.astype(jnp.float32)
         final_obs = info["final_observation"].astype(jnp.float32)
         q_both = apply(params, jnp.concatenate([next_obs, final_obs]))  # [2B, A]
@@ -172,10 +179,11 @@ def make_anakin(
         s = s._replace(episode_steps=jnp.where(done, 0, s.episode_steps))
         return (env_states, next_obs, q_next, s), (emitted, emitted_priority, reward, done)
 
-    def update(carry, key):
-        """One sgd_step on a batch sampled from the replay; the new priorities written back."""
+    def update(carry, uniforms):
+        """One sgd_step on a batch sampled from the replay at `uniforms` [batch_size] (those of
+        jax_replay.sample's key); the new priorities written back."""
         learner, replay = carry
-        sample = jax_replay.sample(replay, key, sizes.batch_size)
+        sample = jax_replay.sample_at(replay, uniforms)
         table_size = jnp.full((sizes.batch_size,), sample.size, jnp.float32)
         learner, extra = sgd_step(learner, Batch(sample.items, sample.probabilities, table_size))
         replay = jax_replay.set_priorities(replay, sample.indices, extra.priorities, priority_exponent)
@@ -185,21 +193,24 @@ def make_anakin(
         params = state.learner.params
         rng, act_key, update_key = jax.random.split(state.rng, 3)
         q = apply(params, state.observations)
+        randomness = jax.vmap(step_randomness, in_axes=(0, None))(
+            jax.random.split(act_key, sizes.rollout_steps), q.shape[-1])  # [K, B] each
         (env_states, observations, _, n_step_state), (items, priorities, rewards, dones) = jax.lax.scan(
-            lambda carry, key: act(carry, key, params, env_params),
-            (state.env_states, state.observations, q, state.n_step), jax.random.split(act_key, sizes.rollout_steps))
+            lambda carry, step: act(carry, step, params, env_params),
+            (state.env_states, state.observations, q, state.n_step), randomness)
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [K, B, ...] -> [K * B, ...]
         replay = jax_replay.add(state.replay, jax.tree.map(flat, items), flat(priorities), priority_exponent)
         ready = replay.size >= sizes.min_replay_size
         if axis_name is not None:  # every device takes the same branch (the updates pmean)
             ready = jax.lax.pmin(ready.astype(jnp.int32), axis_name) > 0
-        update_keys = jax.random.split(update_key, sizes.updates_per_cycle)
+        update_uniforms = jax.vmap(jax_replay.sample_uniforms, in_axes=(0, None))(
+            jax.random.split(update_key, sizes.updates_per_cycle), sizes.batch_size)  # [U, batch_size]
 
         # Only the learner and the priorities go through the cond: a batched predicate (vmap over
         # seeds) makes it a select, which would otherwise copy every stored item each cycle.
         def learn(learner, leaves):
             updated = replay._replace(leaves=leaves)
-            (learner, updated), metrics = jax.lax.scan(update, (learner, updated), update_keys)
+            (learner, updated), metrics = jax.lax.scan(update, (learner, updated), update_uniforms)
             return learner, updated.leaves, jax.tree.map(jnp.mean, metrics)
 
         metric_shapes = jax.eval_shape(learn, state.learner, replay.leaves)[2]
