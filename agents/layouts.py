@@ -93,21 +93,43 @@ SEQUENCE_COLUMNS = ("observation", "action", "reward", "discount", "behaviour_lo
 
 @dataclasses.dataclass(frozen=True)
 class SequenceLayout:
-    """One item of T consecutive rows of one env (agents/sequence_adder.py says what a row is)."""
+    """One item of T consecutive rows of one env (agents/sequence_adder.py says what a row is).
+
+    - ordinary observations: an item holds the T rows' observations [T, ...].
+    - frame-window observations ([window, F], a sliding window of per-step frames): an item
+      holds the `T + window - 1` frames ending at its last row (each row's newest frame, after
+      the window - 1 frames its episode started with) and `rows` rebuilds observation t as
+      frames t .. t + window - 1, so an item's size barely grows with the window.
+    """
 
     observation_shape: tuple[int, ...]
     observation_dtype: np.dtype
     sequence_length: int  # T rows per item; T - 1 of them are learned
+    frame_window: int | None = None  # frames per observation when storing frames once
 
     def __post_init__(self):
         if self.sequence_length < 2:
             raise ValueError(f"sequence_length must be >= 2 (one learned row and one to "
                              f"bootstrap from), got {self.sequence_length}")
 
+    @classmethod
+    def from_spec(cls, spec: EnvironmentSpec, sequence_length: int) -> "SequenceLayout":
+        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), sequence_length, spec.frame_window)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames one item references (frame-window layout only)."""
+        return self.sequence_length + self.frame_window - 1
+
     def item_signature(self) -> Signature:
         T = self.sequence_length
+        dtype = np.dtype(self.observation_dtype)
+        if self.frame_window is None:
+            observations = {"observation": ((T, *self.observation_shape), dtype)}
+        else:
+            observations = {"frames": ((self.num_frames, *self.observation_shape[1:]), dtype)}
         return {
-            "observation": ((T, *self.observation_shape), np.dtype(self.observation_dtype)),
+            **observations,
             "action": ((T,), np.dtype(np.int32)),
             "reward": ((T,), np.dtype(np.float32)),
             "discount": ((T,), np.dtype(np.float32)),
@@ -118,3 +140,14 @@ class SequenceLayout:
     def item_spec(self) -> dict[str, Any]:
         """The table signature (tf.TensorSpec per field) of `item_signature`."""
         return tensor_specs(self.item_signature())
+
+    def rows(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A batch of items [B, ...] as rows: every field of `item_signature` but with
+        "observation" [B, T, ...] in place of "frames" (jit-friendly; ordinary items as given)."""
+        if self.frame_window is None:
+            return data
+        rows = dict(data)
+        frames = jnp.asarray(rows.pop("frames"))  # [B, T + window - 1, F]
+        windows = jnp.arange(self.sequence_length)[:, None] + jnp.arange(self.frame_window)  # [T, window]
+        rows["observation"] = frames[:, windows]  # [B, T, window, F]
+        return rows

@@ -21,6 +21,15 @@ An item is T consecutive rows of one env, and items start every T - 1 rows:
 
 The last row of an item only gives the bootstrap value V(x_{T-1}); it is the first learned row
 of the next item. Every row is learned in exactly one item (IMPALA's overlapping unrolls).
+
+Frame-window observations ([window, F], SequenceLayout.frame_window) are stored once: a row
+holds only its observation's newest frame, and an episode's first observation also writes its
+window - 1 older frames (steps with a frame only, no row). An item then references the
+T + window - 1 frames ending at its last row, from which SequenceLayout.rows rebuilds every
+row's observation. Those frames must be one episode's, so items do not cross episodes there:
+each episode's rows start a new stream, and its last item is completed with padding rows
+(frame 0, valid False, discount 0), which no loss reads (fewer than T - 1 per episode, however
+long the window).
 """
 
 from typing import Any
@@ -30,8 +39,10 @@ import reverb
 
 from agents import core
 from agents.adders import close_writers, env_indices, wait_for_room
-from agents.layouts import SEQUENCE_COLUMNS as COLUMNS
+from agents.layouts import SEQUENCE_COLUMNS
 from agents.layouts import SequenceLayout  # noqa: F401  (the adder's item; imported from here too)
+
+ROW_COLUMNS = SEQUENCE_COLUMNS[1:]  # every column but the observation
 
 
 class SequenceAdder(core.Adder):
@@ -61,18 +72,35 @@ class SequenceAdder(core.Adder):
         # An item always waits for its last chunk: at least 2 per writer are in flight.
         self._max_in_flight_items = max(2, max_in_flight_items)
         self._server_gone = False
-        self._writers = [client.trajectory_writer(num_keep_alive_refs=T) for _ in range(num_envs)]
+        self._frame_window = layout.frame_window
+        # The observation's column: full observations, or one frame per row (after an episode's
+        # window - 1 older frames) of which an item references the last T + window - 1.
+        self._observation_column = "observation" if self._frame_window is None else "frame"
+        observation_refs = T if self._frame_window is None else layout.num_frames
+        self._writers = [client.trajectory_writer(num_keep_alive_refs=observation_refs) for _ in range(num_envs)]
         for writer in self._writers:
-            for column in COLUMNS:
+            writer.configure((self._observation_column,), num_keep_alive_refs=observation_refs,
+                             max_chunk_length=self._chunk_length)
+            for column in ROW_COLUMNS:
                 writer.configure((column,), num_keep_alive_refs=T, max_chunk_length=self._chunk_length)
         self._observations: list[np.ndarray | None] = [None] * num_envs  # obs awaiting its action
         self._rows = np.zeros(num_envs, np.int64)  # rows appended since the stream (re)started
+        self._padding = None
+        if self._frame_window is not None:
+            frame = np.zeros(layout.observation_shape[1:], layout.observation_dtype)
+            self._padding = dict(frame=frame, action=np.int32(0), reward=np.float32(0.0), discount=np.float32(0.0),
+                                 behaviour_log_prob=np.float32(0.0), valid=False)
         self.items_written = 0
+        self.padding_rows_written = 0
 
     def add_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
         """Starts episodes: observation [B, ...] of the envs where env_mask is True."""
         for b in env_indices(env_mask, self._num_envs):
             self._observations[b] = observation[b]
+            if self._frame_window is not None:  # a new stream, after its older frames
+                self._rows[b] = 0
+                for frame in observation[b][:-1]:
+                    self._writers[b].append({"frame": frame})
 
     def add(
         self,
@@ -92,16 +120,21 @@ class SequenceAdder(core.Adder):
             if self._observations[b] is None:
                 raise RuntimeError(f"SequenceAdder.add: env {b} has no observation; call add_first first")
             ended = bool(terminated[b]) or bool(truncated[b])
-            items = self._append(b, dict(
-                observation=self._observations[b], action=np.int32(action[b]),
-                reward=np.float32(reward[b]), discount=np.float32(0.0 if terminated[b] else 1.0),
-                behaviour_log_prob=np.float32(behaviour_log_prob[b]), valid=True,
-            ))
+            items = self._append(b, {
+                self._observation_column: self._newest(self._observations[b]), "action": np.int32(action[b]),
+                "reward": np.float32(reward[b]), "discount": np.float32(0.0 if terminated[b] else 1.0),
+                "behaviour_log_prob": np.float32(behaviour_log_prob[b]), "valid": True,
+            })
             if ended:  # the final observation: bootstrap value only, never learned
-                items += self._append(b, dict(
-                    observation=next_observation[b], action=np.int32(0), reward=np.float32(0.0),
-                    discount=np.float32(0.0), behaviour_log_prob=np.float32(0.0), valid=False,
-                ))
+                items += self._append(b, {
+                    self._observation_column: self._newest(next_observation[b]), "action": np.int32(0),
+                    "reward": np.float32(0.0), "discount": np.float32(0.0),
+                    "behaviour_log_prob": np.float32(0.0), "valid": False,
+                })
+                if self._frame_window is not None:  # complete the episode's last item
+                    while (self._rows[b] - 1) % (self._layout.sequence_length - 1):
+                        items += self._append(b, self._padding)
+                        self.padding_rows_written += 1
                 self._observations[b] = None
             else:
                 self._observations[b] = next_observation[b]
@@ -118,10 +151,18 @@ class SequenceAdder(core.Adder):
         T = self._layout.sequence_length
         if self._rows[b] < T or (self._rows[b] - T) % (T - 1):
             return 0
-        item = {column: writer.history[column][-T:] for column in COLUMNS}
+        item = {column: writer.history[column][-T:] for column in ROW_COLUMNS}
+        if self._frame_window is None:
+            item["observation"] = writer.history["observation"][-T:]
+        else:
+            item["frames"] = writer.history["frame"][-self._layout.num_frames:]
         writer.create_item(self._table, 1.0, item)
         self.items_written += 1
         return 1
+
+    def _newest(self, observation: np.ndarray) -> np.ndarray:
+        """What a row stores of an observation: all of it, or its newest frame."""
+        return observation if self._frame_window is None else observation[-1]
 
     def _wait_for_room(self, writer: Any) -> None:
         try:

@@ -1,12 +1,15 @@
-"""Replay memory per stored transition: Reverb server RSS growth / items between two fill levels.
+"""Replay memory per stored item: Reverb server RSS growth / items between two fill levels.
 
     python benchmarks/replay_memory.py [--low 20000] [--high 120000] [--num_envs 16]
+    python benchmarks/replay_memory.py --agent=impala [--windows 2 32 128]
 
 Each table lives alone in a fresh server process. Figures: a bare one-scalar item (Reverb's
-fixed cost per item: one chunk + one item), Ape-X transitions from TradingVectorEnv at window
-32 and 128 with frame-window storage (each step's newest frame stored once; items reference
-window + n frames), and at window 32 with ordinary storage (each step's full observation once;
-items reference steps t and t+n), for comparison.
+fixed cost per item: one chunk + one item), then the agent's items from TradingVectorEnv at
+each window with frame-window storage (each step's newest frame stored once) and, for
+comparison, at the largest window with ordinary storage (each step's full observation once).
+Ape-X items are n-step transitions (window + n frames each); IMPALA items are sequences of
+T = 20 rows (T + window - 1 frames each, rebuilt into observations by the learner), and its
+figure is per sequence, with the ratio to the sequence at the smallest window.
 """
 
 import argparse
@@ -22,7 +25,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.replay_process import ReplayProcess  # noqa: E402
+from benchmarks.replay_process import ReplayProcess, agent_tables  # noqa: E402
 
 SCALAR_TABLE = "scalars"
 
@@ -131,22 +134,90 @@ def transition_bytes_per_item(window, frame_storage, levels, num_envs, chunk_len
     return per_item
 
 
+def sequence_bytes_per_item(window, frame_storage, levels, num_envs):
+    """IMPALA: server RSS growth per sequence of the sequence adder's queue."""
+    import reverb
+
+    import environments
+    from agents import specs
+    from agents.impala import builder
+    from agents.sequence_adder import SequenceAdder
+
+    market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
+    env = environments.TradingVectorEnv(market, num_envs=num_envs, window=window)
+    spec = specs.make_environment_spec(env)
+    if not frame_storage:  # ordinary storage of the same observations
+        spec = specs.EnvironmentSpec(spec.observation_shape, spec.observation_dtype, spec.num_actions, False)
+    config = builder.make_config(max_queue_size=2 * levels[1])
+    rng = np.random.default_rng(0)
+    with ReplayProcess(agent_tables, "impala", config, spec) as replay:
+        adder = SequenceAdder(reverb.Client(replay.address), config.queue_table_name,
+                              builder.make_sequence_layout(config, spec), num_envs)
+        observation, _ = env.reset(seed=0)
+        adder.add_first(observation)
+        resetting = np.zeros(num_envs, bool)
+
+        def fill(count):
+            nonlocal observation, resetting
+            target = adder.items_written + count
+            while adder.items_written < target:
+                actions = rng.integers(0, spec.num_actions, num_envs)
+                observation, reward, terminated, truncated, _ = env.step(actions)
+                adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting,
+                          behaviour_log_prob=np.full(num_envs, -np.log(spec.num_actions), np.float32))
+                if resetting.any():
+                    adder.add_first(observation, env_mask=resetting)
+                resetting = ~resetting & (terminated | truncated)
+            adder.flush()
+
+        written = []
+
+        def fill_and_record(count):
+            fill(count)
+            written.append(adder.items_written)
+
+        fill_and_record(levels[0])
+        time.sleep(0.5)
+        low_rss = replay.rss_bytes()
+        fill_and_record(levels[1] - levels[0])
+        time.sleep(0.5)
+        per_item = (replay.rss_bytes() - low_rss) / (written[1] - written[0])
+        adder.close()
+    return per_item
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--low", type=int, default=20_000, help="items before the first RSS reading")
-    parser.add_argument("--high", type=int, default=120_000, help="items at the second RSS reading")
+    parser.add_argument("--agent", choices=["apex_dqn", "impala"], default="apex_dqn")
+    parser.add_argument("--low", type=int, default=None,
+                        help="items before the first RSS reading (default 20000; impala 2000)")
+    parser.add_argument("--high", type=int, default=None,
+                        help="items at the second RSS reading (default 120000; impala 12000)")
     parser.add_argument("--num_envs", type=int, default=16)
-    parser.add_argument("--chunk_length", type=int, default=None, help="adder chunk length (default: its own)")
-    parser.add_argument("--windows", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--chunk_length", type=int, default=None, help="Ape-X adder chunk length (default: its own)")
+    parser.add_argument("--windows", type=int, nargs="+", default=None,
+                        help="observation windows (default 32 128; impala 2 32 128)")
     args = parser.parse_args()
-    levels = (args.low, args.high)
+    impala = args.agent == "impala"
+    levels = (args.low or (2_000 if impala else 20_000), args.high or (12_000 if impala else 120_000))
+    windows = args.windows or ([2, 32, 128] if impala else [32, 128])
+    if not levels[0] < levels[1]:
+        parser.error(f"--low ({levels[0]}) must be below --high ({levels[1]})")
 
     floor = bare_scalar_bytes_per_item(levels)
     print(f"bare one-scalar item:                     {floor:8.0f} B/item (floor)")
-    for window, frame_storage in [(w, True) for w in args.windows] + [(args.windows[0], False)]:
-        per_item = transition_bytes_per_item(window, frame_storage, levels, args.num_envs, args.chunk_length)
+    smallest = None
+    for window, frame_storage in [(w, True) for w in windows] + [(windows[-1], False)]:
         storage = "frames once per step " if frame_storage else "full obs once per step"
-        print(f"window {window:3d}, {storage}:         {per_item:8.0f} B/item  ratio {per_item / floor:5.2f}x floor")
+        if impala:
+            per_item = sequence_bytes_per_item(window, frame_storage, levels, args.num_envs)
+            smallest = smallest or per_item
+            print(f"window {window:3d}, {storage}:         {per_item:8.0f} B/sequence  "
+                  f"ratio {per_item / smallest:5.2f}x window {windows[0]}", flush=True)
+        else:
+            per_item = transition_bytes_per_item(window, frame_storage, levels, args.num_envs, args.chunk_length)
+            print(f"window {window:3d}, {storage}:         {per_item:8.0f} B/item  ratio {per_item / floor:5.2f}x floor",
+                  flush=True)
 
 
 if __name__ == "__main__":

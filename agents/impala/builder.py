@@ -38,7 +38,7 @@ def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> specs.Environm
 
 
 def make_sequence_layout(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> SequenceLayout:
-    return SequenceLayout(spec.observation_shape, np.dtype(spec.observation_dtype), config.sequence_length)
+    return SequenceLayout.from_spec(spec, config.sequence_length)
 
 
 def make_networks(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
@@ -93,6 +93,12 @@ def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_addre
     from agents.impala import learning
 
     sgd_step, optimizer = make_sgd_step(config, spec)
+    layout = make_sequence_layout(config, spec)
+
+    def sgd_step_on_items(state: losses.LearnerState, items: dict[str, jax.Array]):
+        """The update on the queue's items, rebuilt as rows inside the compiled step."""
+        return sgd_step(state, layout.rows(items))
+
     initial_state = losses.init_state(make_networks(config, spec).init, optimizer, seed)
     # One worker keeps the queue's order; only one batch is taken ahead (on-policy data ages).
     iterator = replay.sample_batches(
@@ -101,7 +107,7 @@ def make_learner(config: ImpalaConfig, spec: specs.EnvironmentSpec, replay_addre
     )
     # An empty queue (actors stopped) would hold a bare iterator forever, even once the
     # server is gone; the fetcher gives up when the server stops answering.
-    return learning.ImpalaLearner(sgd_step, initial_state, replay.BatchFetcher(iterator, replay_address))
+    return learning.ImpalaLearner(sgd_step_on_items, initial_state, replay.BatchFetcher(iterator, replay_address))
 
 
 def make_actor(

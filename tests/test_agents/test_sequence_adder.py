@@ -122,3 +122,77 @@ def test_a_full_queue_blocks_the_adder_and_drops_nothing(client):
     assert done.is_set()
     assert steps == list(range(39))  # 40 rows give 39 items, each starting one row later
     adder.close()
+
+
+# Frame-window observations: each frame stored once, items never cross an episode.
+WINDOW = 3
+FRAME_SPEC = specs.make_environment_spec(testing.FrameWindowEnv(window=WINDOW))
+FRAME_LAYOUT = SequenceLayout.from_spec(FRAME_SPEC, 3)
+
+
+@pytest.fixture(scope="module")
+def frame_server():
+    server = reverb.Server([replay.make_queue_table("frames3", FRAME_LAYOUT.item_spec(), 100)])
+    yield server
+    server.stop()
+
+
+def observations_seen(env, actions):
+    """What the actor sees, step by step: per episode, its observations x_0 .. x_final."""
+    episodes, observation = [], env.reset()[0]
+    episode = [observation]
+    for action in actions:
+        observation, _, terminated, truncated, _ = env.step(action)
+        episode.append(observation)
+        if terminated or truncated:
+            episodes.append(episode)
+            observation = env.reset()[0]
+            episode = [observation]
+    return episodes
+
+
+@pytest.mark.parametrize("terminates", [False, True])
+def test_frame_window_items_rebuild_the_observations_the_actor_saw(frame_server, terminates):
+    # Episodes of 4 steps: rows x_0..x_3 and the final x_4 (valid False), 5 rows. T = 3: items
+    # at rows 0-2, 2-4; then episode 2 rows 0-2, 2-4 (no padding: 5 - 1 is a multiple of 2).
+    # Episodes of 3 steps would give 4 rows: items 0-2 and 2-3 + one padding row.
+    client = reverb.Client(f"localhost:{frame_server.port}")
+    client.reset("frames3")
+    assert FRAME_LAYOUT.frame_window == WINDOW and FRAME_LAYOUT.num_frames == 5
+    assert FRAME_LAYOUT.item_signature()["frames"][0] == (5, 3)
+    for episode_length, rows_per_episode, padding in [(4, 5, 0), (3, 4, 1)]:
+        client.reset("frames3")
+        env = testing.FrameWindowEnv(window=WINDOW, episode_length=episode_length, terminates=terminates)
+        actions = [1, 2, 0, 2, 1, 0, 1, 2][: 2 * episode_length]
+        adder = SequenceAdder(client, "frames3", FRAME_LAYOUT, num_envs=1)
+        play(adder, env, actions)
+        adder.flush()
+        assert adder.padding_rows_written == 2 * padding
+        items = take(client, "frames3", adder.items_written)
+        assert adder.items_written == 4 and len(items) == 4
+        rows = FRAME_LAYOUT.rows({name: np.stack([item[name] for item in items]) for name in items[0]})
+        assert "frames" not in rows and rows["observation"].shape == (4, 3, WINDOW, 3)
+        # Expected rows: each episode's observations, then padding (zeros, never learned).
+        seen = observations_seen(testing.FrameWindowEnv(window=WINDOW, episode_length=episode_length,
+                                                        terminates=terminates), actions)
+        zero = np.zeros((WINDOW, 3), np.float32)
+        for episode_index, episode in enumerate(seen):
+            stream = episode + [None] * padding
+            for item_index, start in enumerate((0, 2)):
+                item = 2 * episode_index + item_index
+                for t in range(3):
+                    expected = stream[start + t]
+                    got = np.asarray(rows["observation"][item, t])
+                    if expected is None:  # padding: observation rebuilt from zero frames, never learned
+                        assert not rows["valid"][item, t] and rows["discount"][item, t] == 0
+                        assert np.array_equal(got[-1], zero[-1])
+                    else:
+                        np.testing.assert_array_equal(got, expected)
+                final_row = rows_per_episode - 1 - start
+                if 0 <= final_row < 3:
+                    assert not rows["valid"][item, final_row]
+                    assert rows["discount"][item, final_row - 1] == (0.0 if terminates else 1.0)
+        # Every episode row but the final observation is learned exactly once (as a non-last row).
+        learned = [bool(rows["valid"][item, t]) for item in range(4) for t in range(2)]
+        assert sum(learned) == 2 * episode_length
+        adder.close()
