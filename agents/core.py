@@ -182,6 +182,12 @@ class FunctionalEnv(NamedTuple):
     # when done, obs is the next episode's first observation; info has "final_observation" (the
     # ended episode's last observation, == obs when not done), "terminated" and "truncated".
     step: Callable
+    # Optional, for replays that hold many observations: observation_ref(env_state, env_params)
+    # -> a small pytree from which observation_from_ref(ref, env_params) rebuilds exactly the
+    # observation `env_state` shows. An env that offers them also puts the ref of
+    # info["final_observation"] in info["final_observation_ref"].
+    observation_ref: Callable | None = None
+    observation_from_ref: Callable | None = None
 
 
 class AnakinAgent(NamedTuple):

@@ -51,7 +51,8 @@ def build(extra_config: str = "") -> dict:
         FLAGS[name].value = value
     setup = make_launch_setup(FLAGS)
     env = JaxTradingEnv(make_setup(list(setup.market.split("train")), mode="train", **setup.env_kwargs))
-    agent = setup.builder.make_anakin(setup.config, setup.spec, core.FunctionalEnv(env.reset, env.step), None)
+    functional = core.FunctionalEnv(env.reset, env.step, env.observation_ref, env.observation_from_ref)
+    agent = setup.builder.make_anakin(setup.config, setup.spec, functional, None)
     per_seed = lambda fn: jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))  # noqa: E731
     keys = np.asarray(jax.vmap(jax.random.PRNGKey)(np.arange(1)))[None]  # [1 device, 1 seed, 2]
     config = setup.config

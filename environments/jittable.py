@@ -42,6 +42,15 @@ class EnvState(NamedTuple):
     #                  the episode's start): the observation's last column
 
 
+class ObservationRef(NamedTuple):
+    """An observation by reference, for replays that hold many: `observation_from_ref` rebuilds
+    it exactly from the features in EnvParams. A few bytes per bar of the window, not 4 (F + 1)."""
+
+    t: jax.Array  # int32 []: the bar
+    held: jax.Array  # int8 [window] (int32 past 127 positions): index into params.positions of
+    #                  the position held at each bar of the window, -1 where flat before the start
+
+
 class EvalTrace(NamedTuple):
     """What `evaluate_policy` records of M markets walked L steps (L: the longest walk)."""
 
@@ -136,12 +145,21 @@ class JaxTradingEnv:
         new_state = jax.tree_util.tree_map(lambda r, n: jnp.where(done, r, n),
                                            reset_state, next_state)
         obs = jnp.where(done, reset_obs, final_observation)
-        info = {"final_observation": final_observation, "terminated": terminated,
+        info = {"final_observation": final_observation,
+                "final_observation_ref": observation_ref(next_state, params), "terminated": terminated,
                 "truncated": truncated, "portfolio_value": next_state.value,
                 "position": next_state.position, "cost": cost,
                 "traded": next_state.position != state.position, "step_index": next_state.t,
                 "market_index": state.market_index}
         return obs, new_state, reward, done, info
+
+    def observation_ref(self, state: EnvState, params: EnvParams) -> ObservationRef:
+        """The observation `state` shows, by reference (see ObservationRef)."""
+        return observation_ref(state, params)
+
+    def observation_from_ref(self, ref: ObservationRef, params: EnvParams) -> jax.Array:
+        """The observation float32 [window, F + 1] that `ref` stands for (== observe(state))."""
+        return _window(ref.t, jnp.where(ref.held >= 0, params.positions[jnp.maximum(ref.held, 0)], 0.0), params)
 
     def transition(self, state: EnvState, action: jax.Array, params: EnvParams
                    ) -> tuple[EnvState, jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -166,10 +184,24 @@ def _transition(state: EnvState, action, params: EnvParams, eval_mode: bool):
 def observe(state: EnvState, params: EnvParams) -> jax.Array:
     """float32 [window, F + 1]: the features of bars t - window + 1 .. t, each with the
     position held at that bar."""
-    window = state.held.shape[0]
-    features = jax.lax.dynamic_slice(params.features, (state.t - window + 1, 0),
+    return _window(state.t, state.held, params)
+
+
+def _window(t: jax.Array, held: jax.Array, params: EnvParams) -> jax.Array:
+    window = held.shape[0]
+    features = jax.lax.dynamic_slice(params.features, (t - window + 1, 0),
                                      (window, params.features.shape[1]))  # [window, F]
-    return jnp.concatenate([features, state.held[:, None]], axis=1)
+    return jnp.concatenate([features, held[:, None]], axis=1)
+
+
+def observation_ref(state: EnvState, params: EnvParams) -> ObservationRef:
+    """`state`'s observation by reference: its bar, and each held position as the index of the
+    first equal entry of params.positions (held positions are always one of them, or 0 before
+    the episode's start)."""
+    matches = state.held[:, None] == params.positions[None, :]  # [window, K]
+    index = jnp.where(jnp.any(matches, axis=1), jnp.argmax(matches, axis=1), -1)
+    small = params.positions.shape[-1] <= np.iinfo(np.int8).max
+    return ObservationRef(t=state.t, held=index.astype(jnp.int8 if small else jnp.int32))
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -51,7 +51,8 @@ class Program:
         many = len(self.devices) > 1
         try:
             agent = setup.builder.make_anakin(setup.config, setup.spec,
-                                              core.FunctionalEnv(self.env.reset, self.env.step),
+                                              core.FunctionalEnv(self.env.reset, self.env.step, self.env.observation_ref,
+                                                                 self.env.observation_from_ref),
                                               AXIS if many else None)
         except ValueError as error:
             raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None

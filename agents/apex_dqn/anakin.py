@@ -12,6 +12,9 @@ end completed (k = n - 1 first). Exact when every episode lasts at least n steps
 drops the not yet written short transitions of the episode before it.
 Initial priorities are the Reverb actors' (actor.py): |TD error| + epsilon with the acting
 network as both online and target network, from one network call on [next obs; final obs].
+When the env offers observations by reference (core.FunctionalEnv.observation_ref), items hold
+those refs and the update rebuilds the observations of its batch: the replay's memory then
+barely grows with the observation window.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -31,7 +34,7 @@ class NStepState(NamedTuple):
     """The last n steps of each of the B envs (oldest first) and the k < n transitions of each
     env's last ended episode, written while the next episode has no k = n transition yet."""
 
-    observations: jax.Array  # [B, n, ...] obs at the start of each step
+    observations: Any  # [B, n, ...] obs at the start of each step (or their refs)
     actions: jax.Array  # int32 [B, n]
     rewards: jax.Array  # float32 [B, n] (scaled)
     q_taken: jax.Array  # float32 [B, n] Q(obs, action) when acting
@@ -80,7 +83,6 @@ def make_anakin(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     env: core.FunctionalEnv,
-    observation_shape: tuple[int, ...],
     sizes: AnakinSizes,
     *,
     target_update_period: int,
@@ -103,13 +105,27 @@ def make_anakin(
     # return_weights[i, j] = gamma^(i - j) for i >= j: n_step_return[:, j] = rewards @ return_weights[:, j]
     return_weights = jnp.asarray(np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0), jnp.float32)
     bootstrap_discounts = jnp.asarray(discount ** steps_spanned, jnp.float32)  # [n]
-    item_example = {
-        "observation": jnp.zeros(observation_shape, jnp.float32),
-        "next_observation": jnp.zeros(observation_shape, jnp.float32),
-        "action": jnp.zeros([], jnp.int32),
-        "n_step_return": jnp.zeros([], jnp.float32),
-        "discount": jnp.zeros([], jnp.float32),
-    }
+    by_ref = env.observation_ref is not None
+
+    def stored(env_states: Any, observations: jax.Array, env_params: Any) -> Any:
+        """What an item keeps of the B observations [B, ...]: them, or their refs."""
+        if by_ref:
+            return jax.vmap(env.observation_ref, in_axes=(0, None))(env_states, env_params)
+        return observations
+
+    def rebuilt(items: dict[str, Any], env_params: Any) -> dict[str, Any]:
+        """A batch of items with its observations [batch, ...] (rebuilt from refs if stored so)."""
+        if not by_ref:
+            return items
+        rebuild = jax.vmap(env.observation_from_ref, in_axes=(0, None))
+        return {**items, "observation": rebuild(items["observation"], env_params).astype(jnp.float32),
+                "next_observation": rebuild(items["next_observation"], env_params).astype(jnp.float32)}
+
+    def item_example(observation: Any) -> dict[str, Any]:
+        """One item, zeros, with `observation` (one stored observation) as both observations."""
+        observation = jax.tree.map(jnp.zeros_like, observation)
+        return {"observation": observation, "next_observation": observation, "action": jnp.zeros([], jnp.int32),
+                "n_step_return": jnp.zeros([], jnp.float32), "discount": jnp.zeros([], jnp.float32)}
 
     def device_key(key: jax.Array) -> jax.Array:
         return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
@@ -120,16 +136,18 @@ def make_anakin(
         rng, reset_key = jax.random.split(device_key(rng))
         observations, env_states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, B), env_params)
         observations = observations.astype(jnp.float32)
-        pending = jax.tree.map(lambda x: jnp.zeros((B, n - 1, *x.shape), x.dtype), item_example)
+        example = item_example(jax.tree.map(lambda x: x[0], stored(env_states, observations, env_params)))
+        pending = jax.tree.map(lambda x: jnp.zeros((B, n - 1, *x.shape), x.dtype), example)
         n_step_state = NStepState(
-            jnp.zeros((B, n, *observation_shape), jnp.float32), jnp.zeros((B, n), jnp.int32),
+            jax.tree.map(lambda x: jnp.zeros((B, n, *x.shape), x.dtype), example["observation"]),
+            jnp.zeros((B, n), jnp.int32),
             jnp.zeros((B, n), jnp.float32), jnp.zeros((B, n), jnp.float32), jnp.zeros((B,), jnp.int32),
             pending, jnp.zeros((B, n - 1), jnp.float32))
-        replay = jax_replay.init(item_example, sizes.replay_capacity)
+        replay = jax_replay.init(example, sizes.replay_capacity)
         return TrainState(learner, replay, env_states, observations, n_step_state, rng, jnp.zeros([], jnp.int32))
 
-    def transitions(s: NStepState, final_observation: jax.Array, terminated: jax.Array, q_final: jax.Array):
-        """The n transitions [B, n] ending at `final_observation`, their priorities and validity."""
+    def transitions(s: NStepState, final_observation: Any, terminated: jax.Array, q_final: jax.Array):
+        """The n transitions [B, n] ending at `final_observation` (as stored), their priorities and validity."""
         n_step_return = s.rewards @ return_weights  # [B, n]
         discounts = jnp.where(terminated[:, None], 0.0, bootstrap_discounts[None, :])  # [B, n]
         q_next = q_final[:, None, :]  # [B, 1, A]: one network serves as online and target
@@ -137,7 +155,8 @@ def make_anakin(
         valid = s.episode_steps[:, None] >= steps_spanned[None, :]  # [B, n]
         items = {
             "observation": s.observations,
-            "next_observation": jnp.broadcast_to(final_observation[:, None], s.observations.shape),
+            "next_observation": jax.tree.map(lambda final, history: jnp.broadcast_to(final[:, None], history.shape),
+                                             final_observation, s.observations),
             "action": s.actions, "n_step_return": n_step_return, "discount": discounts,
         }
         return items, jnp.where(valid, priorities, 0.0)
@@ -152,6 +171,7 @@ def make_anakin(
     def act(carry, randomness, params, env_params):
         """One step of the B envs: acts, steps, and emits one replay item per env."""
         env_states, observations, q, s = carry
+        acted_on = stored(env_states, observations, env_params)  # the states show the observations
         explore, random_actions, env_keys = randomness  # [B] each (env_keys [B, 2])
         actions = explore_or_greedy(q, explore, random_actions)  # [B]
         next_obs, env_states, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
@@ -162,10 +182,11 @@ def make_anakin(
         q_next, q_final = q_both[:B], q_both[B:]
         q_taken = jnp.take_along_axis(q, actions[:, None], axis=1)[:, 0]
         shift = _shift_in
-        s = s._replace(observations=shift(s.observations, observations), actions=shift(s.actions, actions),
+        s = s._replace(observations=jax.tree.map(shift, s.observations, acted_on), actions=shift(s.actions, actions),
                        rewards=shift(s.rewards, reward.astype(jnp.float32) * reward_scale),
                        q_taken=shift(s.q_taken, q_taken), episode_steps=s.episode_steps + 1)
-        items, priorities = transitions(s, final_obs, info["terminated"].astype(bool), q_final)
+        final_stored = info["final_observation_ref"] if by_ref else final_obs
+        items, priorities = transitions(s, final_stored, info["terminated"].astype(bool), q_final)
         emitted, emitted_priority = jax.tree.map(lambda x: x[:, 0], items), priorities[:, 0]
         if n > 1:  # during an episode's first n - 1 steps: a k < n transition of the one before
             early = s.episode_steps < n  # [B]
@@ -179,13 +200,13 @@ def make_anakin(
         s = s._replace(episode_steps=jnp.where(done, 0, s.episode_steps))
         return (env_states, next_obs, q_next, s), (emitted, emitted_priority, reward, done)
 
-    def update(carry, uniforms):
+    def update(carry, uniforms, env_params):
         """One sgd_step on a batch sampled from the replay at `uniforms` [batch_size] (those of
         jax_replay.sample's key); the new priorities written back."""
         learner, replay = carry
         sample = jax_replay.sample_at(replay, uniforms)
         table_size = jnp.full((sizes.batch_size,), sample.size, jnp.float32)
-        learner, extra = sgd_step(learner, Batch(sample.items, sample.probabilities, table_size))
+        learner, extra = sgd_step(learner, Batch(rebuilt(sample.items, env_params), sample.probabilities, table_size))
         replay = jax_replay.set_priorities(replay, sample.indices, extra.priorities, priority_exponent)
         return (learner, replay), extra.metrics
 
@@ -210,7 +231,8 @@ def make_anakin(
         # seeds) makes it a select, which would otherwise copy every stored item each cycle.
         def learn(learner, leaves):
             updated = replay._replace(leaves=leaves)
-            (learner, updated), metrics = jax.lax.scan(update, (learner, updated), update_uniforms)
+            (learner, updated), metrics = jax.lax.scan(lambda carry, uniforms: update(carry, uniforms, env_params),
+                                                       (learner, updated), update_uniforms)
             return learner, updated.leaves, jax.tree.map(jnp.mean, metrics)
 
         metric_shapes = jax.eval_shape(learn, state.learner, replay.leaves)[2]

@@ -113,7 +113,7 @@ def make_anakin(config: ApexDQNConfig, spec: specs.EnvironmentSpec, env: core.Fu
     network = make_networks(config, spec)
     return anakin.make_anakin(
         network.apply, network.init, make_loss(config, spec, make_anakin_layout(config, spec), axis_name),
-        make_optimizer(config), env, tuple(spec.observation_shape), make_anakin_sizes(config),
+        make_optimizer(config), env, make_anakin_sizes(config),
         target_update_period=config.target_update_period, n_step=config.n_step, discount=config.discount,
         reward_scale=config.reward_scale, priority_exponent=config.priority_exponent,
         priority_epsilon=config.priority_epsilon, epsilon_base=config.epsilon_base,

@@ -48,3 +48,33 @@ def test_agent_trains_on_the_jittable_trading_env_and_its_policy_evaluates_in_ji
     assert traces.portfolio_values.shape[:2] == (2, 2)
     assert np.all(np.isfinite(np.asarray(traces.portfolio_values)))
     assert np.all(np.asarray(traces.valid).sum(axis=-1) > 0)
+
+
+def test_apex_replay_by_reference_trains_exactly_as_with_observations_and_is_smaller():
+    # The same agent and key, its replay holding observation refs (t and int8 held positions)
+    # or the observations themselves: the batches rebuilt from refs are the same observations,
+    # so learner and priorities are bitwise equal after several cycles of updates.
+    builder, settings = SIZES["apex_dqn"]
+    train_env = TradingEnv([synthetic_market("ou", 120, seed=seed) for seed in range(2)], window=6,
+                           episode_length=8)
+    jax_env = JaxTradingEnv(train_env.setup)
+    spec = specs.make_environment_spec(train_env)
+    config = builder.make_config("small", **settings)
+    plain = core.FunctionalEnv(jax_env.reset, jax_env.step)
+    by_ref = core.FunctionalEnv(jax_env.reset, jax_env.step, jax_env.observation_ref, jax_env.observation_from_ref)
+    states = {}
+    for name, env in (("plain", plain), ("by_ref", by_ref)):
+        agent = builder.make_anakin(config, spec, env, None)
+        state = jax.jit(agent.init)(jax.random.PRNGKey(3), jax_env.params)
+        train_step = jax.jit(agent.train_step)
+        for _ in range(6):
+            state, _ = train_step(state, jax_env.params)
+        states[name] = state
+    assert int(states["by_ref"].learner.step) == 5 * 2  # 16 items a cycle: learning from the 2nd
+    for plain_leaf, ref_leaf in zip(jax.tree.leaves(states["plain"].learner), jax.tree.leaves(states["by_ref"].learner)):
+        np.testing.assert_array_equal(plain_leaf, ref_leaf)
+    np.testing.assert_array_equal(states["plain"].replay.leaves, states["by_ref"].replay.leaves)
+    stored = states["by_ref"].replay.items["observation"]
+    assert stored.held.dtype == jnp.int8 and stored.held.shape == (64, 6)
+    bytes_of = lambda tree: sum(leaf.nbytes for leaf in jax.tree.leaves(tree))  # noqa: E731
+    assert bytes_of(states["by_ref"].replay.items) * 5 < bytes_of(states["plain"].replay.items)

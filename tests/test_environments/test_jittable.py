@@ -44,11 +44,12 @@ def reset_trading_env_at(env, market, start):
     raise AssertionError(f"no seed draws market {market} start {start}")
 
 
-def assert_step_equal(jax_step, env_step):
-    """One JaxTradingEnv step (obs, state, reward, done, info) against TradingEnv's."""
+def assert_step_equal(jenv, jax_step, env_step):
+    """One step (obs, state, reward, done, info) of `jenv` against TradingEnv's."""
     obs, _, reward, done, info = jax_step
     env_obs, env_reward, terminated, truncated, env_info = env_step
     np.testing.assert_array_equal(info["final_observation"], env_obs)
+    np.testing.assert_array_equal(jenv.observation_from_ref(info["final_observation_ref"], jenv.params), env_obs)
     assert float(reward) == pytest.approx(env_reward, rel=1e-5, abs=1e-7)
     assert (bool(info["terminated"]), bool(info["truncated"])) == (terminated, truncated)
     assert bool(done) == (terminated or truncated)
@@ -74,7 +75,7 @@ def test_train_steps_equal_trading_env_across_auto_resets(universe):
     resets = 0
     for key, action in zip(keys, actions):
         result = step(key, state, jnp.int32(action), params)
-        assert_step_equal(result, env.step(int(action)))
+        assert_step_equal(jenv, result, env.step(int(action)))
         obs, state, _, done, _ = result
         if done:  # auto-reset: TradingEnv restarts where the jax env drew its new episode
             resets += 1
@@ -82,6 +83,28 @@ def test_train_steps_equal_trading_env_across_auto_resets(universe):
             env_obs = reset_trading_env_at(env, int(state.market_index), int(state.t))
             np.testing.assert_array_equal(obs, env_obs)
     assert resets == 3  # 40 steps of 12-step episodes
+
+
+@pytest.mark.parametrize("positions", [(-1.0, 0.0, 1.0), (-0.5, 0.25, 1.0)])
+def test_observations_by_reference_rebuild_exactly_what_the_env_shows(universe, positions):
+    # Held positions before an episode's start are 0: an index of their own (-1) when 0 is
+    # not a position. Every state of a rollout across resets, as an int8 ref of the window.
+    jenv = JaxTradingEnv(TradingEnv(universe, positions=positions, **KWARGS).setup)
+    params = jenv.params
+    obs, state = jenv.reset_to(3, params)
+    rebuild = jax.jit(lambda state: jenv.observation_from_ref(jenv.observation_ref(state, params), params))
+    step = jax.jit(jenv.step)
+    actions = np.random.default_rng(1).integers(0, 3, 30)
+    seen = set()
+    for key, action in zip(jax.random.split(jax.random.PRNGKey(1), len(actions)), actions):
+        ref = jenv.observation_ref(state, params)
+        assert ref.held.dtype == jnp.int8 and ref.held.shape == (KWARGS["window"],)
+        seen.update(np.asarray(ref.held).tolist())
+        np.testing.assert_array_equal(rebuild(state), obs)
+        obs, state, _, _, info = step(key, state, jnp.int32(action), params)
+        np.testing.assert_array_equal(jenv.observation_from_ref(info["final_observation_ref"], params),
+                                      info["final_observation"])
+    assert seen == ({0, 1, 2} | ({-1} if 0.0 not in positions else set()))
 
 
 def test_start_numbers_are_tradingsetup_starts(universe):
@@ -160,7 +183,7 @@ def test_eval_mode_env_walks_its_market_then_restarts():
     step = jax.jit(jenv.step)
     for i in range(31):
         result = step(jax.random.PRNGKey(i), state, jnp.int32(i % 3), jenv.params)
-        assert_step_equal(result, env.step(i % 3))
+        assert_step_equal(jenv, result, env.step(i % 3))
         obs, state, _, done, _ = result
     assert done and int(state.t) == env.setup.first_step  # terminated at the last bar, reset
 
