@@ -24,12 +24,19 @@ TINY_IMPALA = [
 TOY_AGENT = os.path.join(REPO_ROOT, "tests", "test_launch", "toy_agent.py")
 
 
+# The local_mt runs take a small conv torso (one config value): with the anakin case of
+# test_launch_torsos.py (transformer) and the other runs (mlp), every torso runs end to end, and
+# this one through the frames-once sequences of a frame-window observation.
+TINY_IMPALA_CONV = [flag + ",torso=conv,torso_width=8,torso_depth=1"
+                           if flag.startswith("--agent_config=") else flag for flag in TINY_IMPALA]
+
+
 @pytest.fixture(scope="module")
 def impala_mt_run(tmp_path_factory):
     """A local_mt IMPALA run of 20 learner steps; the restore test continues it."""
     workdir = str(tmp_path_factory.mktemp("impala_mt") / "run")
     result = run_apex("--lp_launch_type=local_mt", "--max_learner_steps=20", "--max_seconds=180",
-                      f"--workdir={workdir}", *TINY_IMPALA)
+                      f"--workdir={workdir}", *TINY_IMPALA_CONV)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, read_summary(workdir)
 
@@ -39,6 +46,7 @@ def test_impala_local_mt_end_to_end(impala_mt_run):
     workdir, summary = impala_mt_run
     assert SUMMARY_KEYS <= set(summary)
     assert summary["agent"] == "impala" and summary["stop_reason"] == "limit: max_learner_steps=20"
+    assert summary["torso"] == "conv" and summary["parameter_count"] > 0
     assert summary["learner_steps"] == 20 and summary["env_steps"] > 0 and summary["param_syncs"] > 0
     assert summary["errors"] == [] and summary["actor_restarts"] == 0
     assert_finite_eval(summary)
@@ -54,7 +62,7 @@ def test_impala_local_mt_end_to_end(impala_mt_run):
 def test_impala_restore_continues_the_learner_with_an_empty_queue(impala_mt_run):
     workdir, first = impala_mt_run
     result = run_apex("--lp_launch_type=local_mt", "--restore", "--max_learner_steps=30",
-                      "--max_seconds=180", f"--workdir={workdir}", *TINY_IMPALA)
+                      "--max_seconds=180", f"--workdir={workdir}", *TINY_IMPALA_CONV)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["restored_from_step"] == 20 and summary["learner_steps"] == 30

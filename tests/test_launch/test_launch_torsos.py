@@ -1,6 +1,7 @@
 """End-to-end: a sequence torso chosen by one config value trains under anakin, and summary.json
 names it with the parameter count of the network that was trained (one short case: the suite's
-time budget; test_agents/test_torsos.py runs every torso through both agents' updates)."""
+time budget; test_agents/test_torsos.py runs every torso through both agents' updates, and
+test_launch_impala.py's local_mt runs take the conv)."""
 
 import glob
 import os
@@ -15,11 +16,11 @@ from test_launch_apex import read_summary, run_apex
 TINY = ["--max_learner_steps=20", "--synthetic_steps=600", "--window=8", "--episode_length=32",
         "--eval_every=10", "--checkpoint_every=10"]
 CASES = {
-    "anakin-apex_dqn-conv": [
+    "anakin-apex_dqn-transformer": [
         "--lp_launch_type=anakin", "--agent=apex_dqn",
-        "--agent_config=min_replay_size=64,batch_size=32,hidden_sizes=(32,),torso=conv,"
-        "torso_width=16,anakin_num_envs=16,anakin_rollout_steps=4,anakin_updates_per_cycle=2,"
-        "max_replay_size=1024"],
+        "--agent_config=min_replay_size=64,batch_size=32,hidden_sizes=(32,),torso=transformer,"
+        "torso_width=16,torso_depth=1,torso_heads=2,anakin_num_envs=16,anakin_rollout_steps=4,"
+        "anakin_updates_per_cycle=2,max_replay_size=1024"],
 }
 
 
