@@ -1,6 +1,6 @@
 """End-to-end: `launch/apex.py --lp_launch_type=anakin` in subprocesses with tiny limits: the
 workdir outputs of the other launch types, --num_seeds agents selected each on its own, the
-same figures from the same flags, --restore."""
+same figures from the same flags (two identical 2-seed runs), --restore of the second."""
 
 import json
 import math
@@ -30,19 +30,19 @@ def _run(workdir, *flags):
 
 
 @pytest.fixture(scope="module")
-def two_seeds(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("anakin_seeds") / "run")
-    summary, result = _run(workdir, "--num_seeds=2", "--max_learner_steps=30")
-    return workdir, summary, result
-
-
-@pytest.fixture(scope="module")
-def one_seed_twice(tmp_path_factory):
+def two_seeds_twice(tmp_path_factory):
+    """The same 2-seed run twice: (workdir, summary, result) of each. The first serves the
+    output and selection tests, the pair the determinism test, the second --restore."""
     runs = []
     for name in ("first", "second"):
         workdir = str(tmp_path_factory.mktemp(f"anakin_{name}") / "run")
-        runs.append((workdir, *_run(workdir, "--max_learner_steps=30")))
+        runs.append((workdir, *_run(workdir, "--num_seeds=2", "--max_learner_steps=30")))
     return runs
+
+
+@pytest.fixture(scope="module")
+def two_seeds(two_seeds_twice):
+    return two_seeds_twice[0]
 
 
 @pytest.mark.e2e
@@ -96,32 +96,33 @@ def test_num_seeds_trains_distinct_agents_each_selected_on_its_own_validation(tw
 
 
 @pytest.mark.e2e
-def test_the_same_flags_and_seed_give_the_same_figures(one_seed_twice):
-    (_, first, _), (_, second, _) = one_seed_twice
+def test_the_same_flags_and_seed_give_the_same_figures(two_seeds_twice):
+    (_, first, _), (_, second, _) = two_seeds_twice
     assert first["learner_steps"] == second["learner_steps"] == 30
     assert first["env_steps"] == second["env_steps"]
     assert first["validation"] == second["validation"]
     assert first["test"] == second["test"]
-    assert first["test"]["sharpe_by_market"] == second["test"]["sharpe_by_market"]
+    assert first["seeds"] == second["seeds"]  # each seed's validation and test, market by market
+    assert first["seeds"][0]["test"]["sharpe_by_market"] != first["seeds"][1]["test"]["sharpe_by_market"]
 
 
 @pytest.mark.e2e
-def test_restore_continues_the_training_state(one_seed_twice):
-    workdir, first, _ = one_seed_twice[1]
-    summary, _ = _run(workdir, "--restore", "--max_learner_steps=40")
+def test_restore_continues_the_training_state(two_seeds_twice):
+    workdir, first, _ = two_seeds_twice[1]
+    summary, _ = _run(workdir, "--restore", "--num_seeds=2", "--max_learner_steps=40")
     assert summary["restored_from_step"] == 30 and summary["learner_steps"] == 40
     assert summary["env_steps"] > first["env_steps"]  # the envs' step counter came back too
     assert "learner_40.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
-    # The selection so far is kept: a later best must beat the first run's.
-    assert summary["validation"]["best_sharpe"] >= first["validation"]["best_sharpe"]
+    # Each seed's selection so far is kept: a later best must beat the first run's.
+    for seed, before in zip(summary["seeds"], first["seeds"]):
+        assert seed["validation"]["best_sharpe"] >= before["validation"]["best_sharpe"]
     learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
     assert max(learner_steps) == 40 and 30 in learner_steps
-    # A checkpoint of one seed does not continue as two.
-    other = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", "--restore", "--num_seeds=2",
-                     "--max_learner_steps=50", timeout=180)
+    # A checkpoint of two seeds does not continue as one.
+    other = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", "--restore", "--max_learner_steps=50", timeout=180)
     assert other.returncode == 2
     assert ("apex.py: error: --restore: " in other.stderr and "learner_40.msgpack: does not match"
-            in other.stderr and "expected (1, 2" in other.stderr and "[devices, seeds] = [1, 2]"
+            in other.stderr and "expected (1, 1" in other.stderr and "[devices, seeds] = [1, 1]"
             in other.stderr), other.stderr[-2000:]
 
 
