@@ -81,109 +81,92 @@ def bare_scalar_bytes_per_item(levels):
     return per_item
 
 
-def transition_bytes_per_item(window, frame_storage, levels, num_envs, chunk_length=None):
-    import reverb
-
+def trading_env_and_spec(window, frame_storage, num_envs):
+    """TradingVectorEnv on one OU path and its spec (ordinary storage: not a frame window)."""
     import environments
-    from agents import adders, specs
-    from agents.apex_dqn import builder
+    from agents import specs
 
     market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
     env = environments.TradingVectorEnv(market, num_envs=num_envs, window=window)
     spec = specs.make_environment_spec(env)
     if not frame_storage:  # ordinary storage of the same observations
         spec = specs.EnvironmentSpec(spec.observation_shape, spec.observation_dtype, spec.num_actions, False)
+    return env, spec
+
+
+def adder_bytes_per_item(replay, adder, env, num_actions, add, levels):
+    """Server RSS growth per item between the two fill levels, the env stepped with random
+    actions and each step written by `add(actions, reward, observation, terminated, truncated,
+    env_mask)` (autoreset: the step after an episode's end only restarts the env)."""
+    rng = np.random.default_rng(0)
+    observation, _ = env.reset(seed=0)
+    adder.add_first(observation)
+    resetting = np.zeros(env.num_envs, bool)
+
+    def fill(count):
+        nonlocal observation, resetting
+        target = adder.items_written + count
+        while adder.items_written < target:
+            actions = rng.integers(0, num_actions, env.num_envs)
+            observation, reward, terminated, truncated, _ = env.step(actions)
+            add(actions, reward, observation, terminated, truncated, ~resetting)
+            if resetting.any():
+                adder.add_first(observation, env_mask=resetting)
+            resetting = ~resetting & (terminated | truncated)
+        adder.flush()
+        return adder.items_written
+
+    low_items = fill(levels[0])
+    time.sleep(0.5)
+    low_rss = replay.rss_bytes()
+    high_items = fill(levels[1] - levels[0])
+    time.sleep(0.5)
+    per_item = (replay.rss_bytes() - low_rss) / (high_items - low_items)
+    adder.close()
+    return per_item
+
+
+def transition_bytes_per_item(window, frame_storage, levels, num_envs, chunk_length=None):
+    """Ape-X: server RSS growth per n-step transition of the prioritized table."""
+    import reverb
+
+    from agents import adders
+    from agents.apex_dqn import builder
+
+    env, spec = trading_env_and_spec(window, frame_storage, num_envs)
     config = builder.make_config(max_replay_size=2 * levels[1], min_replay_size=1)
     layout = builder.make_transition_layout(config, spec)
-    rng = np.random.default_rng(0)
+    priorities = np.random.default_rng(1)
     with ReplayProcess(transition_tables, config, spec) as replay:
-        adder = adders.NStepAdder(
-            reverb.Client(replay.address), config.replay_table_name, layout, num_envs, config.discount,
-            chunk_length=chunk_length,
-        )
-        observation, _ = env.reset(seed=0)
-        adder.add_first(observation)
-        resetting = np.zeros(num_envs, bool)
+        adder = adders.NStepAdder(reverb.Client(replay.address), config.replay_table_name, layout, num_envs,
+                                  config.discount, chunk_length=chunk_length)
 
-        def fill(count):
-            nonlocal observation, resetting
-            target = adder.items_written + count
-            while adder.items_written < target:
-                actions = rng.integers(0, spec.num_actions, num_envs)
-                observation, reward, terminated, truncated, _ = env.step(actions)
-                adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting)
-                adder.write(rng.uniform(0.1, 2.0, (num_envs, config.n_step)))
-                if resetting.any():
-                    adder.add_first(observation, env_mask=resetting)
-                resetting = ~resetting & (terminated | truncated)
-            adder.flush()
+        def add(actions, reward, observation, terminated, truncated, env_mask):
+            adder.add(actions, reward, observation, terminated, truncated, env_mask=env_mask)
+            adder.write(priorities.uniform(0.1, 2.0, (num_envs, config.n_step)))
 
-        levels_written = []
-
-        def fill_and_record(count):
-            fill(count)
-            levels_written.append(adder.items_written)
-
-        fill_and_record(levels[0])
-        time.sleep(0.5)
-        low_rss = replay.rss_bytes()
-        fill_and_record(levels[1] - levels[0])
-        time.sleep(0.5)
-        per_item = (replay.rss_bytes() - low_rss) / (levels_written[1] - levels_written[0])
-        adder.close()
-    return per_item
+        return adder_bytes_per_item(replay, adder, env, spec.num_actions, add, levels)
 
 
 def sequence_bytes_per_item(window, frame_storage, levels, num_envs):
     """IMPALA: server RSS growth per sequence of the sequence adder's queue."""
     import reverb
 
-    import environments
-    from agents import specs
     from agents.impala import builder
     from agents.sequence_adder import SequenceAdder
 
-    market = environments.synthetic_market("ou", num_steps=20_000, seed=0)
-    env = environments.TradingVectorEnv(market, num_envs=num_envs, window=window)
-    spec = specs.make_environment_spec(env)
-    if not frame_storage:  # ordinary storage of the same observations
-        spec = specs.EnvironmentSpec(spec.observation_shape, spec.observation_dtype, spec.num_actions, False)
+    env, spec = trading_env_and_spec(window, frame_storage, num_envs)
     config = builder.make_config(max_queue_size=2 * levels[1])
-    rng = np.random.default_rng(0)
+    log_prob = np.full(num_envs, -np.log(spec.num_actions), np.float32)  # a uniform policy's
     with ReplayProcess(agent_tables, "impala", config, spec) as replay:
         adder = SequenceAdder(reverb.Client(replay.address), config.queue_table_name,
                               builder.make_sequence_layout(config, spec), num_envs)
-        observation, _ = env.reset(seed=0)
-        adder.add_first(observation)
-        resetting = np.zeros(num_envs, bool)
 
-        def fill(count):
-            nonlocal observation, resetting
-            target = adder.items_written + count
-            while adder.items_written < target:
-                actions = rng.integers(0, spec.num_actions, num_envs)
-                observation, reward, terminated, truncated, _ = env.step(actions)
-                adder.add(actions, reward, observation, terminated, truncated, env_mask=~resetting,
-                          behaviour_log_prob=np.full(num_envs, -np.log(spec.num_actions), np.float32))
-                if resetting.any():
-                    adder.add_first(observation, env_mask=resetting)
-                resetting = ~resetting & (terminated | truncated)
-            adder.flush()
+        def add(actions, reward, observation, terminated, truncated, env_mask):
+            adder.add(actions, reward, observation, terminated, truncated, env_mask=env_mask,
+                      behaviour_log_prob=log_prob)
 
-        written = []
-
-        def fill_and_record(count):
-            fill(count)
-            written.append(adder.items_written)
-
-        fill_and_record(levels[0])
-        time.sleep(0.5)
-        low_rss = replay.rss_bytes()
-        fill_and_record(levels[1] - levels[0])
-        time.sleep(0.5)
-        per_item = (replay.rss_bytes() - low_rss) / (written[1] - written[0])
-        adder.close()
-    return per_item
+        return adder_bytes_per_item(replay, adder, env, spec.num_actions, add, levels)
 
 
 def main():
