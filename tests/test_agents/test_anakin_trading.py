@@ -53,7 +53,8 @@ def test_agent_trains_on_the_jittable_trading_env_and_its_policy_evaluates_in_ji
 def test_apex_replay_by_reference_trains_exactly_as_with_observations_and_is_smaller():
     # The same agent and key, its replay holding observation refs (t and int8 held positions)
     # or the observations themselves: the batches rebuilt from refs are the same observations,
-    # so learner and priorities are bitwise equal after several cycles of updates.
+    # so learner and priorities are equal after several cycles of updates (bitwise on the
+    # machine that wrote this; two compiled programs may round differently elsewhere).
     builder, settings = SIZES["apex_dqn"]
     train_env = TradingEnv([synthetic_market("ou", 120, seed=seed) for seed in range(2)], window=6,
                            episode_length=8)
@@ -72,8 +73,9 @@ def test_apex_replay_by_reference_trains_exactly_as_with_observations_and_is_sma
         states[name] = state
     assert int(states["by_ref"].learner.step) == 5 * 2  # 16 items a cycle: learning from the 2nd
     for plain_leaf, ref_leaf in zip(jax.tree.leaves(states["plain"].learner), jax.tree.leaves(states["by_ref"].learner)):
-        np.testing.assert_array_equal(plain_leaf, ref_leaf)
-    np.testing.assert_array_equal(states["plain"].replay.leaves, states["by_ref"].replay.leaves)
+        np.testing.assert_allclose(plain_leaf, ref_leaf, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(states["plain"].replay.leaves, states["by_ref"].replay.leaves, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(states["plain"].replay.items["action"], states["by_ref"].replay.items["action"])
     stored = states["by_ref"].replay.items["observation"]
     assert stored.held.dtype == jnp.int8 and stored.held.shape == (64, 6)
     bytes_of = lambda tree: sum(leaf.nbytes for leaf in jax.tree.leaves(tree))  # noqa: E731
