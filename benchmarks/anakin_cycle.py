@@ -1,7 +1,8 @@
-"""How fast is one compiled Anakin cycle, and where does its time go? Builds the agent as
-`launch/anakin.py` does (apex.py's flags through launch/setup.py, `jit(vmap(vmap(train_step)))`
-with the state donated) and times the cycle alone, with no host work between cycles, then
-the same with the launcher's per-cycle counter read (a host sync). `--split` adds the
+"""How fast is one compiled Anakin cycle, and where does its time go? Builds the run's
+`launch.anakin.Program` (apex.py's flags through launch/setup.py; one device:
+`jit(vmap(vmap(train_step)))` with the state donated) and times the cycle alone, with no
+host work between cycles, then the same with the launcher's per-cycle counter read (a host
+sync). `--split` adds the
 cycle at twice the updates (the difference is what U more updates cost) and at twice the
 rollout (what K more acting steps and their replay writes cost).
 
@@ -31,14 +32,9 @@ flags.DEFINE_list("apex_flags", [], "apex.py flags (e.g. --agent_config=...).")
 
 def build(extra_config: str = "") -> dict:
     """The jitted train_step and counters, the state and env params, and the cycle's sizes,
-    as launch/anakin.py builds them (one device, one seed)."""
-    import jax
-    import numpy as np
-
-    from agents import core
-    from environments.jittable import JaxTradingEnv
-    from environments.trading import make_setup
+    from launch/anakin.py's own Program (this host's devices, one seed)."""
     from launch import flags as launch_flags  # noqa: F401  (defines apex.py's flags)
+    from launch.anakin import Program
     from launch.setup import make_setup as make_launch_setup
 
     argv = ["apex.py", "--lp_launch_type=anakin", "--workdir=/tmp/anakin_cycle_unused", *FLAGS.apex_flags]
@@ -50,17 +46,13 @@ def build(extra_config: str = "") -> dict:
     for name, value in own.items():
         FLAGS[name].value = value
     setup = make_launch_setup(FLAGS)
-    env = JaxTradingEnv(make_setup(list(setup.market.split("train")), mode="train", **setup.env_kwargs))
-    functional = core.FunctionalEnv(env.reset, env.step, env.observation_ref, env.observation_from_ref)
-    agent = setup.builder.make_anakin(setup.config, setup.spec, functional, None)
-    per_seed = lambda fn: jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))  # noqa: E731
-    keys = np.asarray(jax.vmap(jax.random.PRNGKey)(np.arange(1)))[None]  # [1 device, 1 seed, 2]
+    program = Program(setup)
     config = setup.config
     return {
-        "train_step": jax.jit(per_seed(agent.train_step), donate_argnums=(0,)),
-        "counters": jax.jit(jax.vmap(jax.vmap(lambda s: (agent.learner_steps(s), agent.env_steps(s))))),
-        "state": jax.jit(per_seed(agent.init))(keys, env.params),
-        "params": env.params,
+        "train_step": program.train_step,
+        "counters": program.counters,
+        "state": program.init(program.keys, program.env.params),
+        "params": program.env.params,
         "rollout_steps": config.anakin_rollout_steps,
         "env_steps": config.anakin_num_envs * config.anakin_rollout_steps,
         "updates": config.anakin_updates_per_cycle,
