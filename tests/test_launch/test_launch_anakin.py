@@ -10,10 +10,12 @@ import sys
 
 import pytest
 
-from test_launch_apex import EVAL_KEYS, SUMMARY_KEYS, read_metrics, read_summary, run_apex
+from test_launch_apex import (EVAL_KEYS, SUMMARY_KEYS, array_leaves, assert_torso_and_parameter_count,
+                              read_metrics, read_summary, run_apex)
 
 # A tiny Ape-X DQN: 16 envs x 4 steps a cycle (64 items: learning starts after the first
-# cycle), 2 updates of 32 items a cycle, a 32x32 MLP; compilation dominates.
+# cycle), 2 updates of 32 items a cycle, a 32x32 MLP; compilation dominates. The 2-seed runs
+# put a conv torso under it (test_launch_apex.TINY_TRANSFORMER says which run takes which).
 TINY_ANAKIN = [
     "--lp_launch_type=anakin",
     "--agent_config=min_replay_size=64,batch_size=32,hidden_sizes=(32,32),target_update_period=10,"
@@ -23,8 +25,12 @@ TINY_ANAKIN = [
 ]
 
 
+TINY_ANAKIN_CONV = [flag + ",torso=conv,torso_width=8,torso_depth=1"
+                    if flag.startswith("--agent_config=") else flag for flag in TINY_ANAKIN]
+
+
 def _run(workdir, *flags):
-    result = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", *flags, timeout=180)
+    result = run_apex(*TINY_ANAKIN_CONV, f"--workdir={workdir}", *flags, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     return read_summary(workdir), result
 
@@ -52,6 +58,7 @@ def test_anakin_writes_the_outputs_of_the_other_launch_types(two_seeds):
     assert summary["launch_type"] == "anakin" and summary["num_seeds"] == 2
     assert summary["stop_reason"] == "limit: max_learner_steps=30" and summary["learner_steps"] == 30
     assert summary["errors"] == [] and summary["env_steps"] > 0 and summary["compile_s"] > 0
+    assert_torso_and_parameter_count(workdir, summary, "conv")
     for key in EVAL_KEYS:
         assert math.isfinite(summary["test"][key]), (key, summary["test"])
     assert summary["eval"] == summary["test"] and summary["test"]["num_markets"] == 8
@@ -119,7 +126,7 @@ def test_restore_continues_the_training_state(two_seeds_twice):
     learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
     assert max(learner_steps) == 40 and 30 in learner_steps
     # A checkpoint of two seeds does not continue as one.
-    other = run_apex(*TINY_ANAKIN, f"--workdir={workdir}", "--restore", "--max_learner_steps=50", timeout=180)
+    other = run_apex(*TINY_ANAKIN_CONV, f"--workdir={workdir}", "--restore", "--max_learner_steps=50", timeout=180)
     assert other.returncode == 2
     assert ("apex.py: error: --restore: " in other.stderr and "learner_40.msgpack: does not match"
             in other.stderr and "expected (1, 1" in other.stderr and "[devices, seeds] = [1, 1]"
@@ -128,16 +135,19 @@ def test_restore_continues_the_training_state(two_seeds_twice):
 
 @pytest.mark.e2e
 def test_impala_under_anakin_writes_validation_and_test(tmp_path):
-    """The on-policy shape: T-step rollouts of 8 envs straight into the V-trace update."""
+    """The on-policy shape: T-step rollouts of 8 envs straight into the V-trace update, here
+    through a transformer torso."""
     workdir = str(tmp_path / "run")
     result = run_apex(
         "--lp_launch_type=anakin", "--agent=impala", "--max_learner_steps=20",
-        "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,32),anakin_num_envs=8",
+        "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,),anakin_num_envs=8,"
+        "torso=transformer,torso_width=16,torso_depth=1,torso_heads=2",
         "--synthetic_steps=600", "--window=8", "--episode_length=32", "--eval_every=10",
         "--checkpoint_every=10", f"--workdir={workdir}", timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert SUMMARY_KEYS <= set(summary) and summary["agent"] == "impala"
+    assert_torso_and_parameter_count(workdir, summary, "transformer")
     assert summary["learner_steps"] == 20 and summary["errors"] == []
     assert summary["replay_items"] is None  # rollouts go straight into the update: no replay
     assert summary["validation"]["best_sharpe"] is not None
@@ -177,11 +187,3 @@ def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
         np.testing.assert_array_equal(leaf[0], leaf[1])
     positions = np.asarray(state["env_states"]["t"])  # [devices, seeds, envs]: bars differ
     assert not np.array_equal(positions[0], positions[1])
-
-
-def array_leaves(tree):  # the arrays of a msgpack-restored tree (test_launch_torsos uses it too)
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from array_leaves(value)
-    else:
-        yield tree

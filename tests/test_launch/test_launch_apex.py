@@ -2,7 +2,8 @@
 
 Runs are shared between tests where that keeps them honest (a restore continues the
 local_mt run; the local_mp run is also the one whose actor is killed and which is ended
-with Ctrl-C), because each Ray start costs several seconds on a 2-core machine.
+with Ctrl-C), because each Ray start costs several seconds on a 2-core machine. The Ray
+cluster helpers below serve test_launch_impala.py's cluster run (`--lp_launch_type=ray`).
 """
 
 import contextlib
@@ -10,13 +11,11 @@ import glob
 import json
 import math
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -31,6 +30,12 @@ TINY = [
     "--envs_per_actor=4", "--synthetic_steps=600", "--window=8", "--episode_length=32",
     "--eval_every=10", "--checkpoint_every=10",
 ]
+# Each torso runs end to end under both shapes of the program, in runs the suite makes anyway:
+# the local_mt runs take a transformer (here) and a conv (test_launch_impala.py), the anakin
+# runs a conv (2 seeds) and a transformer (IMPALA) (test_launch_anakin.py); the mlp, the
+# default, runs under local_mp, ray and anakin on 2 devices. One config value switches it.
+TINY_TRANSFORMER = [flag + ",torso=transformer,torso_width=16,torso_depth=1,torso_heads=2"
+                    if flag.startswith("--agent_config=") else flag for flag in TINY]
 SUMMARY_KEYS = {
     "launch_type", "num_actors", "env_steps", "learner_steps", "wall_s", "env_steps_per_s",
     "learner_steps_per_s", "replay_items", "actor_pids", "param_syncs", "mean_param_lag",
@@ -89,6 +94,29 @@ def assert_no_process_left(summary, ray_before):
     assert ray_system_pids() - ray_before == set()
 
 
+def array_leaves(tree):
+    """The arrays of a msgpack-restored tree."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from array_leaves(value)
+    else:
+        yield tree
+
+
+def assert_torso_and_parameter_count(workdir, summary, torso):
+    """summary.json names the torso and counts the parameters of each selected network."""
+    import numpy as np
+    from flax import serialization
+
+    assert summary["torso"] == torso
+    best = glob.glob(os.path.join(workdir, "checkpoints", "best", "**", "params.msgpack"), recursive=True)
+    assert best, os.listdir(os.path.join(workdir, "checkpoints", "best"))
+    for path in best:
+        with open(path, "rb") as file:
+            params = serialization.msgpack_restore(file.read())
+        assert summary["parameter_count"] == sum(np.size(leaf) for leaf in array_leaves(params)), path
+
+
 def assert_finite_eval(summary):
     assert EVAL_KEYS <= set(summary["eval"])
     for key in EVAL_KEYS:
@@ -100,7 +128,7 @@ def mt_run(tmp_path_factory):
     """A local_mt run of 20 learner steps; the restore test continues it."""
     workdir = str(tmp_path_factory.mktemp("apex_mt") / "run")
     result = run_apex("--lp_launch_type=local_mt", "--max_learner_steps=20", "--max_seconds=180",
-                      f"--workdir={workdir}", *TINY)
+                      f"--workdir={workdir}", *TINY_TRANSFORMER)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, read_summary(workdir), result
 
@@ -110,6 +138,7 @@ def test_local_mt_end_to_end(mt_run):
     workdir, summary, result = mt_run
     assert SUMMARY_KEYS <= set(summary)
     assert summary["launch_type"] == "local_mt" and summary["num_actors"] == 2
+    assert_torso_and_parameter_count(workdir, summary, "transformer")
     assert summary["stop_reason"] == "limit: max_learner_steps=20"
     assert summary["learner_steps"] == 20
     assert summary["env_steps"] > 0 and summary["param_syncs"] > 0 and summary["replay_items"] > 0
@@ -137,7 +166,7 @@ def test_local_mt_end_to_end(mt_run):
 def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     workdir, first, _ = mt_run
     result = run_apex("--lp_launch_type=local_mt", "--restore", "--max_learner_steps=35",
-                      "--max_seconds=180", f"--workdir={workdir}", *TINY)
+                      "--max_seconds=180", f"--workdir={workdir}", *TINY_TRANSFORMER)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["restored_from_step"] == 20
@@ -295,50 +324,3 @@ def ray_node(log_path, temp_dir, *flags, env):
             process.wait()
     assert not left, f"processes of the Ray node in {temp_dir} outlived it: {sorted(left)}"
     shutil.rmtree(temp_dir)
-
-
-@pytest.mark.e2e
-def test_ray_launch_type_joins_a_running_cluster(tmp_path):
-    """A head and a second node joined to it, as docs/cluster.md "Joining a cluster" says: Ray's token
-    authentication on (their own token), the program's nodes spread over both."""
-    token_path = tmp_path / "auth_token"
-    token_path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
-    env = _env()
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-        env.pop(name, None)
-    env["RAY_AUTH_TOKEN_PATH"] = str(token_path)  # instead of ~/.ray/auth_token
-    node_env = dict(env, RAY_AUTH_MODE="token")  # the driver (apex.py) opts in by itself
-    port = _free_port()
-    workdir = str(tmp_path / "run")
-    # Short folders: Ray's socket paths are limited.
-    head_dir = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
-    second_dir = tempfile.mkdtemp(prefix="rayw", dir="/tmp")
-    # 3 CPUs for the program's 3 one-CPU nodes (learner, 2 actors): 2 of them must run on the
-    # second node.
-    with ray_node(tmp_path / "head.log", head_dir, "--head", f"--port={port}", "--num-cpus=1",
-                  "--include-dashboard=false", "--disable-usage-stats", env=node_env) as head, \
-         ray_node(tmp_path / "second.log", second_dir, f"--address=127.0.0.1:{port}",
-                  "--num-cpus=2", "--disable-usage-stats", env=node_env) as second:
-        result = subprocess.run(
-            [sys.executable, APEX, "--lp_launch_type=ray", f"--ray_address=127.0.0.1:{port}",
-             "--max_learner_steps=15", "--max_seconds=180", f"--workdir={workdir}", *TINY],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        summary = read_summary(workdir)
-        assert summary["launch_type"] == "ray" and summary["learner_steps"] == 15
-        assert summary["env_steps"] > 0 and summary["errors"] == []
-        node_pids = {label: pids[0] for label, pids in summary["node_pids"].items()}
-        assert len(set(node_pids.values())) == len(node_pids)  # one process per node
-        # Ray's worker logs name their process: which nodes ran on the second Ray node.
-        on_second = {label for label, pid in node_pids.items() if glob.glob(
-            os.path.join(second_dir, "session_*", "logs", f"python-core-worker-*_{pid}.log"))}
-        assert len(on_second & {"learner", "actor_0", "actor_1"}) >= 2, (on_second, node_pids)
-        # No actor node holds another's actor handle, so Ray no longer warns about restarts.
-        assert "has constructor arguments in the object store" not in result.stderr
-        # The run's own processes are gone; the cluster is still up for others.
-        assert head.poll() is None and second.poll() is None
-        deadline = time.monotonic() + 20
-        while any(map(alive, node_pids.values())) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not any(map(alive, node_pids.values()))
