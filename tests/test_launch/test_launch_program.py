@@ -106,10 +106,11 @@ def test_local_mt_limit_from_stop_when_and_node_error_with_traceback():
 
 
 @pytest.mark.e2e
-def test_local_mp_processes_concurrent_variables_and_actor_restart():
+def test_local_mp_processes_concurrent_variables_actor_restart_and_a_lost_source():
     """worker_0 is killed late in its run and restarts. Its constructor arguments (200 KB) are
     more than Ray inlines, which Ray alone frees once the node is built (ray#53727): the
-    restart shows the driver kept them."""
+    restart shows the driver kept them. Then the source, which is not restartable, is killed:
+    that ends the program with an error naming it."""
     padding_bytes = 200_000
     assert padding_bytes > 2 * KEPT_ARGUMENTS_BYTES  # also above Ray's 100 KiB inline limit
     launched = _toy_program(worker_0_padding_bytes=padding_bytes).launch("local_mp", code_dir=REPO_ROOT)
@@ -138,32 +139,30 @@ def test_local_mp_processes_concurrent_variables_and_actor_restart():
             poll_s=0.2,
         )
         assert outcome.reason == "restarted", outcome
-        launched.stop()
+        assert launched.errors == []
+        assert launched.restarts() == {"board": 0, "source": 0, "worker_0": 1, "worker_1": 0}
+        new_pid = launched.pids()["worker_0"][1]
         posts = board.posts()
+        assert posts[("worker_0", new_pid)]["steps"] > 5 and ("worker_0", killed) in posts
+
+        os.kill(first["source"], signal.SIGKILL)
+        outcome = launched.wait(poll_s=0.2)
+        assert outcome.reason == "error"
+        labels = [error.label for error in outcome.errors]
+        assert labels[0] == "source", outcome.errors
+        assert "not restartable" in outcome.errors[0].details
         all_pids = [pid for p in launched.pids().values() for pid in p]
-    assert launched.errors == []
-    assert launched.restarts() == {"board": 0, "source": 0, "worker_0": 1, "worker_1": 0}
-    new_pid = launched.pids()["worker_0"][1]
-    assert posts[("worker_0", new_pid)]["steps"] > 5 and ("worker_0", killed) in posts
     assert not ray.is_initialized()
     assert _wait_until(lambda: not any(_alive(pid) for pid in all_pids), 20), all_pids
 
 
 @pytest.mark.e2e
-def test_local_mp_node_error_and_lost_non_restartable_node_end_the_program():
+def test_local_mp_node_error_ends_the_program_with_its_traceback():
     with _toy_program(fail_at_step=20, restartable=False).launch("local_mp", code_dir=REPO_ROOT) as launched:
         outcome = launched.wait(poll_s=0.2)
-        assert outcome.reason == "error"
-        assert outcome.errors[0].label == "worker_0"
-        assert "ValueError: boom at step 20" in outcome.errors[0].details
-
-    with _toy_program(restartable=False).launch("local_mp", code_dir=REPO_ROOT) as launched:
-        os.kill(launched.pids()["source"][0], signal.SIGKILL)
-        outcome = launched.wait(poll_s=0.2)
     assert outcome.reason == "error"
-    labels = [error.label for error in outcome.errors]
-    assert labels[0] == "source", outcome.errors
-    assert "not restartable" in outcome.errors[0].details
+    assert outcome.errors[0].label == "worker_0"
+    assert "ValueError: boom at step 20" in outcome.errors[0].details
     assert not ray.is_initialized()
 
 
