@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from test_launch_apex import (EVAL_KEYS, SUMMARY_KEYS, array_leaves, assert_torso_and_parameter_count,
-                              read_metrics, read_summary, run_apex)
+                              read_metrics, read_summary, run_apex, with_agent_config)
 
 # A tiny Ape-X DQN: 16 envs x 4 steps a cycle (64 items: learning starts after the first
 # cycle), 2 updates of 32 items a cycle, a 32x32 MLP; compilation dominates. The 2-seed runs
@@ -25,8 +25,7 @@ TINY_ANAKIN = [
 ]
 
 
-TINY_ANAKIN_CONV = [flag + ",torso=conv,torso_width=8,torso_depth=1"
-                    if flag.startswith("--agent_config=") else flag for flag in TINY_ANAKIN]
+TINY_ANAKIN_CONV = with_agent_config(TINY_ANAKIN, "torso=conv,torso_width=8,torso_depth=1")
 
 
 def _run(workdir, *flags):

@@ -34,8 +34,12 @@ TINY = [
 # the local_mt runs take a transformer (here) and a conv (test_launch_impala.py), the anakin
 # runs a conv (2 seeds) and a transformer (IMPALA) (test_launch_anakin.py); the mlp, the
 # default, runs under local_mp, ray and anakin on 2 devices. One config value switches it.
-TINY_TRANSFORMER = [flag + ",torso=transformer,torso_width=16,torso_depth=1,torso_heads=2"
-                    if flag.startswith("--agent_config=") else flag for flag in TINY]
+def with_agent_config(flags, settings):
+    """`flags` with `settings` appended to their --agent_config."""
+    return [flag + "," + settings if flag.startswith("--agent_config=") else flag for flag in flags]
+
+
+TINY_TRANSFORMER = with_agent_config(TINY, "torso=transformer,torso_width=16,torso_depth=1,torso_heads=2")
 SUMMARY_KEYS = {
     "launch_type", "num_actors", "env_steps", "learner_steps", "wall_s", "env_steps_per_s",
     "learner_steps_per_s", "replay_items", "actor_pids", "param_syncs", "mean_param_lag",

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from test_launch_apex import (APEX, REPO_ROOT, SUMMARY_KEYS, _env, _free_port, alive,
-                              assert_finite_eval, assert_torso_and_parameter_count, ray_node, read_metrics, read_summary, run_apex)
+                              assert_finite_eval, assert_torso_and_parameter_count, ray_node,
+                              read_metrics, read_summary, run_apex, with_agent_config)
 
 # A tiny IMPALA: sequences of 5 rows, batches of 4 sequences, a queue of 64.
 TINY_IMPALA = [
@@ -28,8 +29,7 @@ TOY_AGENT = os.path.join(REPO_ROOT, "tests", "test_launch", "toy_agent.py")
 
 # The local_mt runs take a small conv torso (test_launch_apex.TINY_TRANSFORMER says which run
 # takes which), through the frames-once sequences of a frame-window observation.
-TINY_IMPALA_CONV = [flag + ",torso=conv,torso_width=8,torso_depth=1"
-                           if flag.startswith("--agent_config=") else flag for flag in TINY_IMPALA]
+TINY_IMPALA_CONV = with_agent_config(TINY_IMPALA, "torso=conv,torso_width=8,torso_depth=1")
 
 
 @pytest.fixture(scope="module")
