@@ -227,20 +227,15 @@ def make_anakin(
         update_uniforms = jax.vmap(jax_replay.sample_uniforms, in_axes=(0, None))(
             jax.random.split(update_key, sizes.updates_per_cycle), sizes.batch_size)  # [U, batch_size]
 
-        # Only the learner and the priorities go through the cond: a batched predicate (vmap over
-        # seeds) makes it a select, which would otherwise copy every stored item each cycle.
-        def learn(learner, leaves):
-            updated = replay._replace(leaves=leaves)
-            (learner, updated), metrics = jax.lax.scan(lambda carry, uniforms: update(carry, uniforms, env_params),
-                                                       (learner, updated), update_uniforms)
-            return learner, updated.leaves, jax.tree.map(jnp.mean, metrics)
-
-        metric_shapes = jax.eval_shape(learn, state.learner, replay.leaves)[2]
-
-        def wait(learner, leaves):
-            return learner, leaves, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
-
-        learner, leaves, metrics = jax.lax.cond(ready, learn, wait, state.learner, replay.leaves)
+        # The updates always run and are dropped until the replay is ready: under vmap over seeds
+        # (as launch/anakin.py runs it) a lax.cond on the batched `ready` would run both branches
+        # anyway, and tracing none saves a second trace of the updates. Only the learner and the
+        # priorities are selected: the stored items are not copied.
+        (learned, updated), update_metrics = jax.lax.scan(
+            lambda carry, uniforms: update(carry, uniforms, env_params), (state.learner, replay), update_uniforms)
+        learner, leaves = jax.tree.map(lambda new, old: jnp.where(ready, new, old),
+                                       (learned, updated.leaves), (state.learner, replay.leaves))
+        metrics = jax.tree.map(lambda m: jnp.where(ready, jnp.mean(m), 0.0).astype(m.dtype), update_metrics)
         replay = replay._replace(leaves=leaves)
         metrics = {**metrics, "replay_size": replay.size.astype(jnp.float32),
                    "reward_mean": jnp.mean(rewards).astype(jnp.float32),
