@@ -25,7 +25,6 @@ from launch.setup import Setup, UsageError
 
 log = logging.getLogger(__name__)
 AXIS = "device"  # the pmap axis name the agent averages its gradients over
-PLOT_EVERY_S = 10.0  # validation PNGs at a new best at most this often (and at the end)
 VIEW_EVERY_S = 0.5  # progress line updates (a cycle takes milliseconds)
 
 
@@ -69,16 +68,46 @@ class Program:
         self.train_step = per_seed(agent.train_step, donate=True)
         counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
         self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
-        self.policy_params = jax.jit(jax.vmap(agent.policy_params))  # one device's [S] states
+        # The policy parameters [D, S, ...] of every device (identical on every device); with one
+        # device [S, ...], sliced inside jit so that the rest of the state (the replay) is not copied.
+        seed_params = jax.vmap(agent.policy_params)
+        self.policy_params = (jax.pmap(seed_params) if many else
+                              jax.jit(lambda state: seed_params(jax.tree.map(lambda x: x[0], state))))
+        self._many = many
         seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
         keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device
         self.keys = np.broadcast_to(np.asarray(keys), (len(self.devices),) + keys.shape)
+
+    def compile(self, splits: list[anakin_eval.SplitEvaluator]) -> None:
+        """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
+        training. Tracing holds the interpreter lock and XLA's compilation does not, so this
+        thread traces and lowers, the cycle first (the longest), while a pool compiles what is
+        lowered: a cold start waits for the cycle's tracing and compilation, not for the sum of
+        them all. The splits' baselines (Python) run while the cycle compiles."""
+        from concurrent import futures
+
+        import jax
+
+        state = jax.eval_shape(self.init, self.keys, self.env.params)  # [D, S, ...] shapes
+        with futures.ThreadPoolExecutor(max_workers=2) as pool:
+            done = [pool.submit(self.init.lower(self.keys, self.env.params).compile)]
+            done.append(pool.submit(self.train_step.lower(state, self.env.params).compile))
+            done += [pool.submit(fn.lower(state).compile) for fn in (self.counters, self.policy_params)]
+            params = jax.eval_shape(self.policy_params, state)
+            if self._many:
+                params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
+            for split in splits:
+                split.compile(params)
+                split.references  # noqa: B018  (computed once, kept)
+            for future in done:
+                future.result()
 
     def seed_params(self, state: Any) -> Any:
         """[S] policy parameters (device 0's: identical on every device)."""
         import jax
 
-        return self.policy_params(jax.tree.map(lambda x: x[0], state))
+        params = self.policy_params(state)
+        return jax.tree.map(lambda x: x[0], params) if self._many else params
 
 
 def run(setup: Setup) -> int:
@@ -86,17 +115,28 @@ def run(setup: Setup) -> int:
     the selections once; writes the summary; returns the exit code."""
     import jax
 
+    # On a CPU a computation then runs in the thread that calls it, so that the validations'
+    # thread evaluates while the main thread trains (with asynchronous dispatch, the default,
+    # the two would queue one behind the other). Read when the backend starts: before Program.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
     start = time.monotonic()
     program = Program(setup)
     policy = setup.builder.make_eval_policy(setup.config, setup.spec)
     splits = {part: anakin_eval.SplitEvaluator(part, list(setup.market.split(part)),
                                                setup.env_kwargs, policy, setup.periods_per_year)
               for part in ("validation", "test")}
-    selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
+    compile_start = time.monotonic()
+    program.compile([splits["validation"], *([splits["test"]] if setup.report_test_curve else [])])
+    run = Run(setup.eval_every)
+    run.compile_s = time.monotonic() - compile_start
+    log.info("compiled in %.1f s (%d device(s), %d seed(s))", run.compile_s, len(program.devices),
+             setup.num_seeds)
     eval_dir = os.path.join(setup.workdir, "eval")
     os.makedirs(eval_dir, exist_ok=True)
     recorder = Recorder(setup.workdir)
-    run = Run(setup.eval_every)
+    selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
+    validations = anakin_eval.Validations(splits["validation"], selection, recorder, eval_dir,
+                                          splits["test"] if setup.report_test_curve else None)
     try:
         state = program.init(program.keys, program.env.params)
         if setup.restore:
@@ -104,29 +144,8 @@ def run(setup: Setup) -> int:
             run.saved_step = run.learner_steps = run.restored_step
             run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
 
-        def evaluate(final: bool = False) -> None:
-            seed_params = jax.device_get(program.seed_params(state))
-            records = splits["validation"].evaluate(seed_params)
-            run.evaluations += 1
-            improved = selection.update(run.learner_steps, records,
-                                        lambda s: jax.tree.map(lambda x: x[s], seed_params))
-            for record in records:
-                record["evaluations"] = run.evaluations
-            if setup.report_test_curve:  # reported only; nothing reads it back
-                for record, test in zip(records, splits["test"].evaluate(seed_params)):
-                    record.update({f"test_{key}": test[key] for key in (
-                        "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")})
-            # A PNG at most every PLOT_EVERY_S (a plot costs more than a compiled evaluation).
-            run.last_records, run.last_eval_step = records, run.learner_steps
-            if final or (improved and time.monotonic() - run.plotted >= PLOT_EVERY_S):
-                plot_validation()
-            run.last_record = anakin_eval.median_record(records)
-            recorder.write("evaluator", run.last_record, step=run.learner_steps)
-
-        def plot_validation() -> None:
-            path = os.path.join(eval_dir, f"validation_equity_{run.last_eval_step}.png")
-            run.last_records[0]["equity_plot"] = splits["validation"].plot(path, run.last_records)
-            run.plotted, run.plotted_step = time.monotonic(), run.last_eval_step
+        def evaluate(final: bool = False) -> None:  # on the validations' thread
+            validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)), final)
 
         def log_learner(step_metrics: dict) -> None:
             metrics = {key: float(np.median(value))  # the median over devices and seeds
@@ -135,9 +154,6 @@ def run(setup: Setup) -> int:
                                        "env_steps": run.env_steps, "pid": os.getpid()},
                            step=run.learner_steps)
 
-        splits["validation"].compile(program.seed_params(state))
-        if setup.report_test_curve:
-            splits["test"].compile(program.seed_params(state))
         received: list[str] = []
         last_log = last_view = 0.0
         with progress.ProgressLine(setup.max_seconds) as view, catch_signals(received):
@@ -148,10 +164,6 @@ def run(setup: Setup) -> int:
                 run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
                 if run.first_step_time is None and run.learner_steps > run.restored_step:
                     run.first_step_time = time.time()  # the first update is done
-                if run.compile_s is None:
-                    run.compile_s = time.monotonic() - running_since
-                    log.info("first training cycle compiled and ran in %.1f s (%d device(s), "
-                             "%d seed(s))", run.compile_s, len(program.devices), setup.num_seeds)
                 if run.learner_steps >= run.next_eval:
                     evaluate()
                     run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
@@ -167,8 +179,8 @@ def run(setup: Setup) -> int:
                     run.replay_items = _replay_items(step_metrics, jax)
                     view.update(now - running_since, {
                         "env_steps": run.env_steps, "learner_steps": run.learner_steps,
-                        "replay_items": run.replay_items, "mean_param_lag": 0.0, "eval": run.last_record},
-                        run.restored_step)
+                        "replay_items": run.replay_items, "mean_param_lag": 0.0,
+                        "eval": validations.last_record}, run.restored_step)
                     last_view = now
                 run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
                                     now - running_since, received)
@@ -181,17 +193,18 @@ def run(setup: Setup) -> int:
         if run.saved_step != run.learner_steps:
             checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
         # The final parameters compete on validation, then each seed's selection is tested once.
-        if run.last_eval_step != run.learner_steps:
+        if validations.submitted_step != run.learner_steps:
             evaluate(final=True)
-        elif run.plotted_step != run.last_eval_step:
-            plot_validation()
+        validations.finish()
         tests = _test(splits["test"], selection, setup.num_seeds, jax)
         splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
         test_record = anakin_eval.median_record(tests)
         recorder.write("test", test_record, step=run.learner_steps)
     finally:
+        validations.close()
         recorder.close()
-    return _finish(setup, run, start, selection, tests, test_record, len(program.devices))
+    return _finish(setup, run, start, selection, validations.last_records, tests, test_record,
+                   len(program.devices))
 
 
 class Run:
@@ -202,15 +215,9 @@ class Run:
         self.saved_step = -1
         self.learner_steps = 0  # each seed's (the seeds step together)
         self.env_steps = 0  # all seeds, all devices
-        self.evaluations = 0
-        self.last_eval_step = -1
         self.next_eval = eval_every
-        self.last_records: list[dict[str, Any]] = []
         self.compile_s: float | None = None
         self.first_step_time: float | None = None
-        self.last_record: dict[str, Any] = {}  # the newest evaluator record (seeds' median)
-        self.plotted = -PLOT_EVERY_S
-        self.plotted_step = -1
         self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
         self.run_s = 0.0
         self.reason: str | None = None
@@ -229,6 +236,8 @@ def _restore(setup: Setup, template: Any, devices: list[Any]) -> tuple[int, Any]
         raise UsageError(f"--restore: {error} (this run: [devices, seeds] = [{len(devices)}, "
                          f"{setup.num_seeds}] leading every array, the first {np.shape(leaf)}); "
                          "continue it with the flags it was written with") from None
+    if len(devices) == 1:  # as the jitted cycle was compiled for: on the device, not sharded
+        return step, jax.device_put(host_state, devices[0])
     return step, jax.device_put_sharded(
         [jax.tree.map(lambda x, d=d: x[d], host_state) for d in range(len(devices))], devices)
 
@@ -258,10 +267,10 @@ def _test(split: anakin_eval.SplitEvaluator, selection: anakin_eval.Selection, n
 
 
 def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selection,
-            tests: list[dict], test_record: dict, num_devices: int) -> int:
+            last_records: list[dict], tests: list[dict], test_record: dict, num_devices: int) -> int:
     seeds = []
     for s in range(setup.num_seeds):
-        final = anakin_eval.loggable(run.last_records[s]) if run.last_records else {}
+        final = anakin_eval.loggable(last_records[s]) if last_records else {}
         seeds.append({"seed": setup.seed + s,
                       "validation": summary.validation_metrics(selection.best[s] or {}, final, {}),
                       "test": summary.test_metrics(anakin_eval.loggable(tests[s]))})
@@ -285,7 +294,7 @@ def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selecti
         "restored_replay_items": None,
         "wall_s": round(time.monotonic() - start, 2),
         "run_s": round(run_s, 2),
-        "compile_s": round(run.compile_s, 2),  # the first cycle: compilation and one run of it
+        "compile_s": round(run.compile_s, 2),  # compiling the cycle, init and evaluation, before training
         "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
         "env_steps_per_s": run.env_steps / run_s if run_s > 0 else 0.0,
         "learner_steps_per_s": (run.learner_steps - run.restored_step) / run_s if run_s > 0 else 0.0,

@@ -1,11 +1,14 @@
 """Evaluation under --lp_launch_type=anakin: every seed's greedy policy walked over all
 validation (or test) markets inside one compiled scan (environments.jittable.evaluate_policy),
-then the same metrics, baselines and selection as the evaluator node, per seed, on the host."""
+then the same metrics, baselines and selection as the evaluator node, per seed, on the host;
+`Validations` runs them on a thread of their own while training goes on."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from concurrent import futures
 from typing import Any, Callable
 
 import numpy as np
@@ -37,7 +40,7 @@ class SplitEvaluator:
 
         self.part = part
         self.envs = [TradingEnv(market, mode="eval", **env_kwargs) for market in markets]
-        self.references = baselines(self.envs, periods_per_year)
+        self._periods_per_year = periods_per_year
         self.params = eval_params([make_setup(market, mode="eval", **env_kwargs)
                                    for market in markets])
         window = env_kwargs["window"]
@@ -48,12 +51,16 @@ class SplitEvaluator:
 
         self._walk = jax.jit(walk)
 
-    def compile(self, seed_params: Any) -> None:
-        """Compiles the walk for parameters shaped like `seed_params` (before training: the
-        first evaluation then costs what the others cost)."""
-        import jax
+    @functools.cached_property
+    def references(self) -> dict[str, list[dict]]:
+        """Buy-and-hold and flat on each market: walked in Python (~25 ms a market), so the
+        test split's wait for the end of the run."""
+        return baselines(self.envs, self._periods_per_year)
 
-        jax.block_until_ready(self._walk(seed_params, self.params))
+    def compile(self, seed_params: Any) -> None:
+        """Compiles the walk for parameters shaped like `seed_params` (arrays or
+        jax.ShapeDtypeStructs), so that the first evaluation costs what the others cost."""
+        self._walk.lower(seed_params, self.params).compile()
 
     def evaluate(self, seed_params: Any) -> list[dict[str, Any]]:
         """Each seed's evaluation record (EvaluatorNode's keys) of its parameters."""
@@ -157,3 +164,79 @@ def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
         if key in records[0]:
             merged[f"{key}_by_seed"] = [r[key] for r in records]
     return merged
+
+
+class Validations:
+    """The validation evaluations of a run, on a thread of their own so that training goes on
+    meanwhile (on a CPU, on the core the compiled cycle leaves idle).
+
+    One at a time, in the order submitted: a submission first waits for the evaluation before
+    it, so the same flags evaluate the same learner steps and select the same parameters
+    whatever the timing. An error on the thread is raised by the next `submit` or `wait`.
+    Each evaluation keeps every seed's best parameters (`selection`), writes the median
+    record as node "evaluator", and a validation PNG at a new best (at most every
+    `plot_every_s` from the start, and at the final evaluation); with `test` given, each record also carries
+    the test split's figures (reported only: nothing reads them back).
+    """
+
+    def __init__(self, validation: SplitEvaluator, selection: Selection, recorder: Any,
+                 eval_dir: str, test: SplitEvaluator | None = None, plot_every_s: float = 10.0):
+        self.validation, self.selection, self.test = validation, selection, test
+        self._recorder, self._eval_dir, self._plot_every_s = recorder, eval_dir, plot_every_s
+        self._executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
+        self._pending: futures.Future | None = None
+        self.submitted_step = -1  # the learner step of the newest submission
+        self.evaluations = 0
+        self.last_records: list[dict[str, Any]] = []  # each seed's, of the newest evaluation
+        self.last_record: dict[str, Any] = {}  # their median, as written
+        self._last_step = -1
+        self._plotted = time.monotonic()  # so the first PNG waits plot_every_s into the run
+        self._plotted_step = -1
+
+    def submit(self, step: int, seed_params: Any, final: bool = False) -> None:
+        """Evaluates `seed_params` ([S, ...] host arrays: not the training state's buffers,
+        which the next cycle may reuse) as the parameters of learner step `step`."""
+        self.wait()
+        self.submitted_step = step
+        self._pending = self._executor.submit(self._evaluate, step, seed_params, final)
+
+    def wait(self) -> None:
+        """Returns once every submitted evaluation is done."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def finish(self) -> None:
+        """After the final evaluation: a PNG of the newest evaluation if it has none."""
+        self.wait()
+        if self.last_records and self._plotted_step != self._last_step:
+            self._plot()
+
+    def close(self) -> None:
+        """Stops the thread (after the evaluation under way, whose error is not raised)."""
+        self._pending = None
+        self._executor.shutdown(wait=True)
+
+    def _evaluate(self, step: int, seed_params: Any, final: bool) -> None:
+        import jax
+
+        records = self.validation.evaluate(seed_params)
+        self.evaluations += 1
+        improved = self.selection.update(step, records, lambda s: jax.tree.map(lambda x: x[s], seed_params))
+        for record in records:
+            record["evaluations"] = self.evaluations
+        if self.test is not None:
+            for record, test in zip(records, self.test.evaluate(seed_params)):
+                record.update({f"test_{key}": test[key] for key in (
+                    "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")})
+        self.last_records, self._last_step = records, step
+        # A PNG at most every plot_every_s (a plot costs more than a compiled evaluation).
+        if final or (improved and time.monotonic() - self._plotted >= self._plot_every_s):
+            self._plot()
+        self.last_record = median_record(records)
+        self._recorder.write("evaluator", self.last_record, step=step)
+
+    def _plot(self) -> None:
+        path = os.path.join(self._eval_dir, f"validation_equity_{self._last_step}.png")
+        self.last_records[0]["equity_plot"] = self.validation.plot(path, self.last_records)
+        self._plotted, self._plotted_step = time.monotonic(), self._last_step

@@ -64,7 +64,7 @@ flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this
 flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors (anakin: "
                      "of each seed's envs); 0: no limit.")
 flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes (anakin: "
-                   "of training, its first compilation included); 0: no limit.")
+                   "of training, after compiling); 0: no limit.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
                      "once (seeds --seed, --seed+1, ...), each selected on validation; "
