@@ -17,6 +17,7 @@ never used to choose.
 from __future__ import annotations
 
 import pathlib
+import re
 import shlex
 import statistics
 import sys
@@ -80,7 +81,9 @@ def random_test_sharpe(run: runs.Run) -> float:
 
 
 def train(out: pathlib.Path, data: str, index: int, words: list[str]) -> runs.Run:
-    return runs.run_apex(out / f"{data.replace(':', '_')}_config{index}", [
+    # A folder under `out` whatever --data is (a CSV path's folders and '..' included).
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", data.replace(":", "_")).strip("._")
+    return runs.run_apex(out / f"{folder}_config{index}", [
         f"--data={data}", f"--agent={FLAGS.agent}", "--lp_launch_type=anakin",
         f"--max_seconds={FLAGS.seconds}", f"--seed={FLAGS.seed}", f"--num_seeds={FLAGS.num_seeds}",
         *FLAGS.apex_flags, *words,
