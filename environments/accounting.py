@@ -8,6 +8,11 @@ return from t to t+1; positions are fractions of the portfolio value V:
     change        = p' * r - cost_fraction          (the growth of V over the step, minus 1)
     V'            = V * (1 + change),   reward = log1p(change) = log(V' / V)
 The position is re-established at each close without charging for its drift with the price.
+With a risk aversion kappa >= 0 (0 by default) the reward is a mean-variance utility of the step,
+    reward = log1p(change) - kappa / 2 * change^2,
+whose sum an agent maximizes by trading expected growth against its variance: a measure such as
+Sharpe, which the log growth alone does not reward, then counts in what is learned (the portfolio
+value, and every metric computed from it, is the same whatever kappa).
 If 1 + change <= MIN_GROWTH the portfolio is bankrupt: V' = max(V * (1 + change), 0), the
 reward is LOG_MIN_GROWTH and the episode terminates. Working with `change` instead of the growth
 keeps float32 accurate: log1p(change) loses nothing of a small change, log(1 + change) would.
@@ -49,10 +54,10 @@ def cost_table(positions, trade_cost_rate: float, borrow_rate: float) -> np.ndar
     return cost_fraction(start_levels[:, None], levels[None, :], trade_cost_rate, borrow_rate)
 
 
-def settle(value, target, step_return, cost_fraction, xp):
+def settle(value, target, step_return, cost_fraction, xp, risk_aversion=0.0):
     """(reward, value after the step, cost paid in portfolio currency, bankrupt) of one step
-    with `cost_fraction` (above), elementwise over arrays (all arguments broadcast) or on
-    python floats.
+    with `cost_fraction` and `risk_aversion` kappa (above), elementwise over arrays (all
+    arguments broadcast) or on python floats.
 
     value: V before the step; target: p', held over the step; step_return: r; xp: numpy or
     jax.numpy for arrays, SCALAR for python floats (only operators and xp.where / xp.maximum /
@@ -61,12 +66,16 @@ def settle(value, target, step_return, cost_fraction, xp):
     """
     change = target * step_return - cost_fraction
     bankrupt = change <= MIN_CHANGE
-    reward = xp.where(bankrupt, LOG_MIN_GROWTH, xp.log1p(xp.maximum(change, MIN_CHANGE)))
+    growth = xp.log1p(xp.maximum(change, MIN_CHANGE))
+    if not isinstance(risk_aversion, (int, float)) or risk_aversion:  # a number 0: nothing to add
+        growth = growth - (0.5 * risk_aversion) * change * change
+    reward = xp.where(bankrupt, LOG_MIN_GROWTH, growth)
     value_after = value * xp.maximum(change + 1.0, 0.0)
     return reward, value_after, value * cost_fraction, bankrupt
 
 
-def account(value, position, target, step_return, trade_cost_rate, borrow_rate, xp):
+def account(value, position, target, step_return, trade_cost_rate, borrow_rate, xp,
+            risk_aversion=0.0):
     """settle() with the cost_fraction of trading from `position` to `target`."""
     return settle(value, target, step_return,
-                  cost_fraction(position, target, trade_cost_rate, borrow_rate), xp)
+                  cost_fraction(position, target, trade_cost_rate, borrow_rate), xp, risk_aversion)

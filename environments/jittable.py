@@ -28,6 +28,7 @@ class EnvParams(NamedTuple):
     trade_cost_rate: jax.Array  # float32 []: (commission + half-spread) per unit traded
     borrow_rate: jax.Array  # float32 []: per step, per unit of short notional
     initial_value: jax.Array  # float32 []
+    risk_aversion: jax.Array  # float32 []: kappa of the reward's variance penalty
 
 
 class EnvState(NamedTuple):
@@ -76,6 +77,7 @@ def _host_params(setup: TradingSetup) -> dict[str, np.ndarray]:
         trade_cost_rate=np.float32(setup.trade_cost_rate),
         borrow_rate=np.float32(setup.borrow_rate),
         initial_value=np.float32(setup.initial_value),
+        risk_aversion=np.float32(setup.risk_aversion),
     )
 
 
@@ -171,7 +173,7 @@ def _transition(state: EnvState, action, params: EnvParams, eval_mode: bool):
     target = params.positions[action]
     fraction = cost_fraction(state.position, target, params.trade_cost_rate, params.borrow_rate)
     reward, value, cost, bankrupt = settle(state.value, target, params.step_returns[state.t],
-                                           fraction, jnp)
+                                           fraction, jnp, params.risk_aversion)
     t = state.t + 1
     held = jnp.concatenate([state.held[1:], target[None]])  # position held at bar t + 1
     next_state = state._replace(t=t, position=target, value=value, held=held)

@@ -41,6 +41,7 @@ class TradingSetup:
     episode_length: int
     mode: str
     initial_value: float
+    risk_aversion: float  # kappa of the reward's variance penalty (environments/accounting.py)
     # float32 [T, F], read-only: the markets' features end to end. With one market, its own
     # array (a view: memory-mapped from the data cache, so shared by every env and process).
     features: np.ndarray
@@ -98,7 +99,7 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
                window: int = 32, positions: Sequence[float] = (-1.0, 0.0, 1.0),
                commission_bps: float = 1.0, spread_bps: float = 1.0,
                borrow_bps_per_step: float = 0.4, episode_length: int = 256, mode: str = "train",
-               initial_value: float = 1.0) -> TradingSetup:
+               initial_value: float = 1.0, risk_aversion: float = 0.0) -> TradingSetup:
     markets = _as_markets(market)
     if not (isinstance(window, (int, np.integer)) and window >= 1):
         raise ValueError(f"window must be an integer >= 1, got {window!r}")
@@ -108,7 +109,7 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
     if len(np.unique(levels)) != len(levels):
         raise ValueError(f"positions must be distinct, got {positions!r}")
     for name, value in (("commission_bps", commission_bps), ("spread_bps", spread_bps),
-                        ("borrow_bps_per_step", borrow_bps_per_step)):
+                        ("borrow_bps_per_step", borrow_bps_per_step), ("risk_aversion", risk_aversion)):
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if mode not in ("train", "eval"):
@@ -147,7 +148,8 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
         markets=markets, window=window, positions=levels,
         trade_cost_rate=(commission_bps + spread_bps) / 1e4,
         borrow_rate=borrow_bps_per_step / 1e4, episode_length=episode_length, mode=mode,
-        initial_value=float(initial_value), features=features, step_returns=step_returns,
+        initial_value=float(initial_value), risk_aversion=float(risk_aversion),
+        features=features, step_returns=step_returns,
         offsets=offsets, first_steps=first_steps, last_steps=last_steps,
         start_counts=start_counts,
     )
@@ -161,7 +163,9 @@ class TradingEnv(gym.Env):
     bring more distinct experience instead of more passes over the same bars.
     Observation: float32 [window, NUM_FEATURES + 1]; row k is the frame of bar
     t - window + 1 + k: that bar's features then the position held at that bar (0 before the
-    episode start). Action: Discrete(len(positions)), the target position.
+    episode start). Action: Discrete(len(positions)), the target position. Reward: the step's
+    log growth of the portfolio, less risk_aversion / 2 times its squared return
+    (environments/accounting.py; 0 by default).
     mode="train": a random start bar (from the reset seed), `episode_length` steps, then
     truncated=True. mode="eval": starts at the first valid bar and walks the whole market
     once; terminated=True at the last bar. info: portfolio_value, position (now held), cost
@@ -176,11 +180,12 @@ class TradingEnv(gym.Env):
                  positions: Sequence[float] = (-1.0, 0.0, 1.0), commission_bps: float = 1.0,
                  spread_bps: float = 1.0, borrow_bps_per_step: float = 0.4,
                  episode_length: int = 256, mode: str = "train", initial_value: float = 1.0,
-                 render_mode: str | None = None):
+                 risk_aversion: float = 0.0, render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError(f"TradingEnv has no render modes, got render_mode={render_mode!r}")
         self.setup = make_setup(market, window, positions, commission_bps, spread_bps,
-                                borrow_bps_per_step, episode_length, mode, initial_value)
+                                borrow_bps_per_step, episode_length, mode, initial_value,
+                                risk_aversion)
         setup = self.setup
         self.market = setup.market
         self.markets = setup.markets
@@ -201,6 +206,7 @@ class TradingEnv(gym.Env):
         self._make_views()
         self._num_actions = len(self.positions)
         # cost fraction of moving from level i (K: the flat start) to level j, as python floats
+        self._risk_aversion = setup.risk_aversion
         self._cost_rows = cost_table(setup.positions, setup.trade_cost_rate,
                                      setup.borrow_rate).tolist()  # [K + 1][K]
         self._level = self._num_actions  # index of the position held (K: the flat start)
@@ -276,7 +282,7 @@ class TradingEnv(gym.Env):
         t = self._t
         reward, self._value, cost, bankrupt = settle(
             self._value, target, self._step_returns[t], self._cost_rows[self._level][action],
-            SCALAR)
+            SCALAR, self._risk_aversion)
         self._level = action
         t += 1
         self._t = t

@@ -194,7 +194,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         cost_fraction = self._cost_table[self._level_index, actions]  # [B]
         self._level_index = actions.copy()
         reward, self._value, cost, bankrupt = settle(  # [B] each
-            self._value, target, setup.step_returns[self._t], cost_fraction, np)
+            self._value, target, setup.step_returns[self._t], cost_fraction, np, setup.risk_aversion)
         any_bankrupt = np.count_nonzero(bankrupt)
         traded = target != position
         self._position = target

@@ -57,6 +57,11 @@ flags.DEFINE_integer("window", 2, "Bars in one observation.")
 flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
 flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")
 flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
+flags.DEFINE_float("risk_aversion", 24.0, "Kappa of the training reward's variance penalty: each "
+                   "step's reward is its log growth minus kappa / 2 x its squared return "
+                   "(environments/accounting.py); the portfolio and every metric are unchanged. "
+                   "0: the log growth alone; 24 was chosen on validation Sharpe on the default "
+                   "market (docs/results.md).")
 flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "
                   "(fractions of portfolio value).")
 flags.DEFINE_float("periods_per_year", 0.0, "Bars per year for Sharpe and annualized return; "

@@ -111,9 +111,11 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"{data_flags}: {error}") from None
     env_kwargs = dict(window=flags.window, episode_length=flags.episode_length,
                       commission_bps=flags.commission_bps, spread_bps=flags.spread_bps,
-                      borrow_bps_per_step=flags.borrow_bps_per_step, positions=tuple(positions))
+                      borrow_bps_per_step=flags.borrow_bps_per_step, positions=tuple(positions),
+                      risk_aversion=flags.risk_aversion)
     env_flags = " ".join(f"--{name}={getattr(flags, name)}" for name in (
-        "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step"))
+        "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step",
+        "risk_aversion"))
     try:
         train_env = TradingVectorEnv(list(splits.train), num_envs=1, mode="train", **env_kwargs)
         for part in ("validation", "test"):

@@ -38,6 +38,17 @@ def test_settle_on_floats_growth_reward_value_and_cost():
                                                                           SCALAR)
 
 
+def test_risk_aversion_takes_half_kappa_times_the_squared_change_from_the_reward_only():
+    # long at +10% paying 15 bps: change 0.0985; kappa 2 takes 0.0985^2 off the log growth
+    reward, value, cost, _ = settle(2.0, 1.0, 0.1, TRADE, SCALAR, risk_aversion=2.0)
+    assert reward == pytest.approx(math.log(1.0985) - 0.0985 ** 2, rel=1e-15)
+    assert (value, cost) == settle(2.0, 1.0, 0.1, TRADE, SCALAR)[1:3]  # the portfolio is the same
+    flat = settle(2.0, 0.0, 0.1, 0.0, SCALAR, risk_aversion=2.0)  # no change: no penalty
+    assert flat[0] == 0.0
+    bankrupt = settle(1.0, -1.0, 1.5, 0.0, SCALAR, risk_aversion=2.0)
+    assert bankrupt[0] == LOG_MIN_GROWTH  # the floor, not the floor less a penalty
+
+
 def test_bankruptcy_floors_the_reward_and_zeroes_the_value():
     reward, value, _, bankrupt = settle(1.0, -1.0, 1.5, 0.0, SCALAR)  # short, price +150%
     assert bankrupt and reward == LOG_MIN_GROWTH and value == 0.0
@@ -52,9 +63,10 @@ def test_numpy_arrays_give_the_python_float_numbers():
     returns = rng.normal(0.0, 0.02, 64)
     returns[:3] = [1.5, -1.2, 1.0]  # bankruptcies of shorts and longs among them
     targets[:3] = [-1.0, 1.0, -1.0]
-    arrays = account(values, positions, targets, returns, TRADE, BORROW, np)
-    floats = [account(*map(float, args), TRADE, BORROW, SCALAR)
-              for args in zip(values, positions, targets, returns)]
-    assert arrays[3][:3].all() and not arrays[3][3:].any()
-    for i, expected in enumerate(zip(*floats)):
-        np.testing.assert_allclose(arrays[i], expected, rtol=1e-15, atol=0)
+    for kappa in (0.0, 3.0):
+        arrays = account(values, positions, targets, returns, TRADE, BORROW, np, kappa)
+        floats = [account(*map(float, args), TRADE, BORROW, SCALAR, kappa)
+                  for args in zip(values, positions, targets, returns)]
+        assert arrays[3][:3].all() and not arrays[3][3:].any()
+        for i, expected in enumerate(zip(*floats)):
+            np.testing.assert_allclose(arrays[i], expected, rtol=1e-15, atol=0)

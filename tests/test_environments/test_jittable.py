@@ -17,7 +17,7 @@ from environments.jittable import JaxTradingEnv, eval_params, evaluate_policy
 from tests.conftest import REPO_ROOT
 
 SHORT, FLAT, LONG = 0, 1, 2
-KWARGS = dict(window=8, episode_length=12, borrow_bps_per_step=2.0)
+KWARGS = dict(window=8, episode_length=12, borrow_bps_per_step=2.0, risk_aversion=4.0)
 
 
 @pytest.fixture(scope="module")
