@@ -72,8 +72,6 @@ def test_anakin_writes_the_outputs_of_the_other_launch_types(two_seeds):
     assert "test_equity.png" in plots and any(p.startswith("validation_equity_") for p in plots)
     assert "learner_30.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
     assert workdir in result.stdout
-    # The cycle went into the persistent compilation cache (tests/conftest.py's folder).
-    assert any(name.startswith("jit_train_step-") for name in os.listdir(os.environ["JAX_COMPILATION_CACHE_DIR"]))
 
 
 @pytest.mark.e2e

@@ -213,23 +213,6 @@ def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     assert not workdir.exists()  # nothing started, nothing written
 
 
-def test_compilation_cache_folder_is_made_from_the_flag_or_the_environment_or_turned_off(tmp_path, monkeypatch):
-    from launch.setup import UsageError, _check_compilation_cache
-
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert _check_compilation_cache(None) == str(tmp_path / "xdg" / "apex-trader" / "jax")
-    assert os.path.isdir(tmp_path / "xdg" / "apex-trader" / "jax")
-    assert _check_compilation_cache(str(tmp_path / "mine")) == str(tmp_path / "mine")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "from_env"))
-    assert _check_compilation_cache(None) == str(tmp_path / "from_env")
-    assert _check_compilation_cache("off") is None
-    blocked = tmp_path / "a_file"
-    blocked.write_text("")
-    with pytest.raises(UsageError, match=f"--compilation_cache={blocked}/jax: .*expected a folder"):
-        _check_compilation_cache(str(blocked / "jax"))
-
-
 @pytest.mark.e2e
 def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path):
     """One local_mp run: actor_0's process is killed with SIGKILL once it inserted, Ray restarts
