@@ -40,28 +40,8 @@ from launch.setup import Setup, UsageError, make_setup  # noqa: E402
 log = logging.getLogger("launch.apex")
 
 
-# Programs that compile faster than this are not kept in the compilation cache (JAX's default,
-# 1 s, would leave out anakin's initialisation, ~0.7 s cold on 2 cores).
-CACHE_MIN_COMPILE_S = 0.2
-
-
-def use_compilation_cache(folder: str | None) -> None:
-    """JAX's persistent compilation cache in `folder` (None: off) for this process and, through
-    the environment, the node processes it starts on this machine."""
-    import jax
-
-    if folder is None:
-        os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
-    else:
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
-        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(CACHE_MIN_COMPILE_S)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S)
-    jax.config.update("jax_compilation_cache_dir", folder)
-
-
 def run(setup: Setup) -> int:
     """Runs `setup` under its launch type; returns the exit code."""
-    use_compilation_cache(setup.compilation_cache)
     os.makedirs(setup.workdir, exist_ok=True)
     with open(os.path.join(setup.workdir, "flags.txt"), "a") as file:
         file.write(setup.flags_text + "\n")

@@ -27,11 +27,6 @@ flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamp
 flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data_cache.py): 'off', or "
                     "a folder every node can write or read; default: $APEX_DATA_CACHE, else "
                     "beside the CSV when writable, else ~/.cache/apex-trader.")
-flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache: a folder "
-                    "where compiled programs are kept, so that a later run of the same shapes "
-                    "loads them instead of compiling (anakin's cycle and initialisation: ~3 s of "
-                    "a start on 2 cores); 'off' compiles everything afresh; default: "
-                    "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/apex-trader/jax.")
 flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
 flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
 flags.DEFINE_integer("validation_paths", 4, "Held-out synthetic paths for model selection.")

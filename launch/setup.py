@@ -43,7 +43,6 @@ class Setup:
     restore: bool
     report_test_curve: bool
     flags_text: str  # every flag's value, as flags.txt keeps them
-    compilation_cache: str | None = None  # JAX's persistent compilation cache folder; None: off
 
     @property
     def learner_dir(self) -> str:
@@ -86,7 +85,6 @@ def make_setup(flags: Any) -> Setup:
                          "by commas, e.g. -1,0,1") from None
     workdir = _check_workdir(flags)
     embargo = _check_folds(flags)
-    compilation_cache = _check_compilation_cache(flags.compilation_cache)
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
     from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
@@ -144,7 +142,7 @@ def make_setup(flags: Any) -> Setup:
         max_env_steps=flags.max_env_steps, max_seconds=flags.max_seconds,
         eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
         restore=flags.restore, report_test_curve=flags.report_test_curve,
-        flags_text=flags.flags_into_string(), compilation_cache=compilation_cache,
+        flags_text=flags.flags_into_string(),
     )
 
 
@@ -163,24 +161,6 @@ def _check_workdir(flags: Any) -> str:
         raise UsageError(f"--workdir={workdir} is not empty; pass --restore to continue that run "
                          f"or choose a new folder")
     return workdir
-
-
-def _check_compilation_cache(setting: str | None) -> str | None:
-    """The compilation cache folder (made if missing), or None for 'off'."""
-    setting = os.environ.get("JAX_COMPILATION_CACHE_DIR") if setting is None else setting
-    if setting is not None and setting.strip().lower() in ("off", "none", "false", "0", ""):
-        return None
-    folder = os.path.abspath(os.path.expanduser(setting or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "apex-trader", "jax")))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--compilation_cache={folder}: {error.strerror}; expected a folder this "
-                         "user can write, or 'off'") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--compilation_cache={folder}: not writable by this user; expected a "
-                         "folder this user can write, or 'off'")
-    return folder
 
 
 def _check_folds(flags: Any) -> int:

@@ -4,12 +4,9 @@ These must be set before the first import of jax or tensorflow anywhere in the r
 launchers that end-to-end tests start in subprocesses inherit them.
 """
 
-import atexit
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -18,13 +15,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # running: the anakin end-to-end tests took 71 s instead of 112 s on 2 cores (2026-12-02).
 # Results are the same up to float rounding; runs outside the tests compile as usual.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-
-# JAX's persistent compilation cache (launch/apex.py --compilation_cache) in a folder of this
-# session, removed at its end: the launchers the tests start share what they compile (the same
-# tiny programs again and again), and nothing is written under the user's ~/.cache.
-_COMPILATION_CACHE = tempfile.mkdtemp(prefix="apex-trader-tests-jax-cache-")
-atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
