@@ -7,9 +7,6 @@ validation Sharpe at or above --sharpe_threshold counted from the command's star
 start-up and compilation included: a user waits for them too) and from the first learner
 update, the best validation Sharpe and when, and the test Sharpe of the selection (the test
 split plays no part before that), with ratios to the --reference row measured in this run.
-Every configuration starts with an empty compilation cache (--compilation_cache, a folder of
-its own under --out), as on a user's first run; "anakin, warm cache" runs anakin again on the
-cache its first run filled, as on any later run of the same shapes.
 
     python benchmarks/scaling.py                       # local_mt, local_mp (2 actors), anakin; 120 s each
     python benchmarks/scaling.py --seconds=60 --lp_launch_type=local_mp,anakin --actors=1,2,4
@@ -47,22 +44,17 @@ def ratio(value, reference):
     return value / reference
 
 
-def configurations(out: pathlib.Path) -> list[tuple[str, list[str]]]:
-    """(name, apex.py flags) of each configuration, in --lp_launch_type's order, each with an
-    empty compilation cache of its own (anakin's warm row reuses anakin's)."""
+def configurations() -> list[tuple[str, list[str]]]:
+    """(name, apex.py flags) of each configuration, in --lp_launch_type's order."""
     actors = [int(n) for n in FLAGS.actors]
     result = []
     for launch_type in FLAGS.lp_launch_type:
         if launch_type == "anakin":
-            cache = f"--compilation_cache={out / 'compilation_cache' / 'anakin'}"
-            result += [("anakin", ["--lp_launch_type=anakin", cache]),
-                       ("anakin, warm cache", ["--lp_launch_type=anakin", cache])]
+            result.append(("anakin", ["--lp_launch_type=anakin"]))
         elif launch_type in ("local_mt", "local_mp"):
             counts = actors[:1] if launch_type == "local_mt" else actors
             result += [(f"{launch_type}, {n} actor{'s' if n > 1 else ''}",
-                        [f"--lp_launch_type={launch_type}", f"--num_actors={n}",
-                         f"--compilation_cache={out / 'compilation_cache' / f'{launch_type}_{n}'}"])
-                       for n in counts]
+                        [f"--lp_launch_type={launch_type}", f"--num_actors={n}"]) for n in counts]
         else:
             raise app.UsageError(f"--lp_launch_type={launch_type}: expected local_mt, local_mp "
                                  "or anakin (ray needs a cluster: not a single-machine benchmark)")
@@ -76,7 +68,7 @@ def main(argv) -> None:
     common = ["--data=synthetic:ou", f"--seed={FLAGS.seed}", f"--max_seconds={FLAGS.seconds}",
               f"--eval_every={FLAGS.eval_every}", *FLAGS.apex_flags]
     measured = {}
-    for name, launch_flags in configurations(out):
+    for name, launch_flags in configurations():
         folder = name.replace(", ", "_").replace(" ", "_")
         measured[name] = runs.run_apex(out / folder, [*launch_flags, *common],
                                        timeout_s=FLAGS.seconds + 300)
