@@ -125,86 +125,96 @@ def run(setup: Setup) -> int:
     splits = {part: anakin_eval.SplitEvaluator(part, list(setup.market.split(part)),
                                                setup.env_kwargs, policy, setup.periods_per_year)
               for part in ("validation", "test")}
-    compile_start = time.monotonic()
-    program.compile([splits["validation"], *([splits["test"]] if setup.report_test_curve else [])])
     run = Run(setup.eval_every)
-    run.compile_s = time.monotonic() - compile_start
-    log.info("compiled in %.1f s (%d device(s), %d seed(s))", run.compile_s, len(program.devices),
-             setup.num_seeds)
-    eval_dir = os.path.join(setup.workdir, "eval")
-    os.makedirs(eval_dir, exist_ok=True)
-    recorder = Recorder(setup.workdir)
-    selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
-    validations = anakin_eval.Validations(splits["validation"], selection, recorder, eval_dir,
-                                          splits["test"] if setup.report_test_curve else None)
-    try:
-        state = program.init(program.keys, program.env.params)
-        if setup.restore:
-            run.restored_step, state = _restore(setup, jax.device_get(state), program.devices)
-            run.saved_step = run.learner_steps = run.restored_step
-            run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
-
-        def evaluate(final: bool = False) -> None:  # on the validations' thread
-            validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)), final)
-
-        def log_learner(step_metrics: dict) -> None:
-            metrics = {key: float(np.median(value))  # the median over devices and seeds
-                       for key, value in jax.device_get(step_metrics).items()}
-            recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
-                                       "env_steps": run.env_steps, "pid": os.getpid()},
-                           step=run.learner_steps)
-
-        received: list[str] = []
-        last_log = last_view = 0.0
-        with progress.ProgressLine(setup.max_seconds) as view, catch_signals(received):
-            running_since = time.monotonic()
-            while True:
-                state, step_metrics = program.train_step(state, program.env.params)
-                learner, envs = jax.device_get(program.counters(state))  # [D, S] each
-                run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
-                if run.first_step_time is None and run.learner_steps > run.restored_step:
-                    run.first_step_time = time.time()  # the first update is done
-                if run.learner_steps >= run.next_eval:
-                    evaluate()
-                    run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
-                if (setup.checkpoint_every and run.learner_steps // setup.checkpoint_every
-                        > max(run.saved_step, 0) // setup.checkpoint_every):
-                    checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
-                    run.saved_step = run.learner_steps
-                now = time.monotonic()
-                if now - last_log >= LOG_EVERY_S:
-                    log_learner(step_metrics)
-                    last_log = now
-                if now - last_view >= VIEW_EVERY_S:
-                    run.replay_items = _replay_items(step_metrics, jax)
-                    view.update(now - running_since, {
-                        "env_steps": run.env_steps, "learner_steps": run.learner_steps,
-                        "replay_items": run.replay_items, "mean_param_lag": 0.0,
-                        "eval": validations.last_record}, run.restored_step)
-                    last_view = now
-                run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
-                                    now - running_since, received)
-                if run.reason:
-                    break
-        run.run_s = time.monotonic() - running_since
-        run.replay_items = _replay_items(step_metrics, jax)
-        log.info("stopping: %s", run.reason)
-        log_learner(step_metrics)
-        if run.saved_step != run.learner_steps:
-            checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
-        # The final parameters compete on validation, then each seed's selection is tested once.
-        if validations.submitted_step != run.learner_steps:
-            evaluate(final=True)
-        validations.finish()
-        tests = _test(splits["test"], selection, setup.num_seeds, jax)
-        splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
-        test_record = anakin_eval.median_record(tests)
-        recorder.write("test", test_record, step=run.learner_steps)
-    finally:
-        validations.close()
-        recorder.close()
+    # A Ctrl-C or SIGTERM from here on (compiling included) stops the run after its next cycle,
+    # which then writes its checkpoints and summary as at any limit.
+    with catch_signals(run.received):
+        log.info("compiling the training cycle, its initialisation and the evaluation")
+        compile_start = time.monotonic()
+        program.compile([splits["validation"], *([splits["test"]] if setup.report_test_curve else [])])
+        run.compile_s = time.monotonic() - compile_start
+        log.info("compiled in %.1f s (%d device(s), %d seed(s))", run.compile_s,
+                 len(program.devices), setup.num_seeds)
+        eval_dir = os.path.join(setup.workdir, "eval")
+        os.makedirs(eval_dir, exist_ok=True)
+        recorder = Recorder(setup.workdir)
+        selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
+        validations = anakin_eval.Validations(splits["validation"], selection, recorder, eval_dir,
+                                              splits["test"] if setup.report_test_curve else None)
+        try:
+            state = _train(setup, program, run, validations, recorder)
+            if run.saved_step != run.learner_steps:
+                checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
+            # The final parameters compete on validation, then each seed's selection is tested once.
+            if validations.submitted_step != run.learner_steps:
+                validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)), final=True)
+            validations.finish()
+            tests = _test(splits["test"], selection, setup.num_seeds, jax)
+            splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
+            test_record = anakin_eval.median_record(tests)
+            recorder.write("test", test_record, step=run.learner_steps)
+        finally:
+            validations.close()
+            recorder.close()
     return _finish(setup, run, start, selection, validations.last_records, tests, test_record,
                    len(program.devices))
+
+
+def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.Validations,
+           recorder: Recorder) -> Any:
+    """The training loop, from the initial (or restored) state to the first limit or signal;
+    submits the evaluations, writes the learner checkpoints and records; returns the state."""
+    import jax
+
+    state = program.init(program.keys, program.env.params)
+    if setup.restore:
+        run.restored_step, state = _restore(setup, jax.device_get(state), program.devices)
+        run.saved_step = run.learner_steps = run.restored_step
+        run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
+
+    def log_learner(step_metrics: dict) -> None:
+        metrics = {key: float(np.median(value))  # the median over devices and seeds
+                   for key, value in jax.device_get(step_metrics).items()}
+        recorder.write("learner", {**metrics, "learner_steps": run.learner_steps,
+                                   "env_steps": run.env_steps, "pid": os.getpid()},
+                       step=run.learner_steps)
+
+    last_log = last_view = 0.0
+    with progress.ProgressLine(setup.max_seconds) as view:
+        running_since = time.monotonic()
+        while True:
+            state, step_metrics = program.train_step(state, program.env.params)
+            learner, envs = jax.device_get(program.counters(state))  # [D, S] each
+            run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
+            if run.first_step_time is None and run.learner_steps > run.restored_step:
+                run.first_step_time = time.time()  # the first update is done
+            if run.learner_steps >= run.next_eval:  # on the validations' thread
+                validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)))
+                run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
+            if (setup.checkpoint_every and run.learner_steps // setup.checkpoint_every
+                    > max(run.saved_step, 0) // setup.checkpoint_every):
+                checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
+                run.saved_step = run.learner_steps
+            now = time.monotonic()
+            if now - last_log >= LOG_EVERY_S:
+                log_learner(step_metrics)
+                last_log = now
+            if now - last_view >= VIEW_EVERY_S:
+                run.replay_items = _replay_items(step_metrics, jax)
+                view.update(now - running_since, {
+                    "env_steps": run.env_steps, "learner_steps": run.learner_steps,
+                    "replay_items": run.replay_items, "mean_param_lag": 0.0,
+                    "eval": validations.last_record}, run.restored_step)
+                last_view = now
+            run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
+                                now - running_since, run.received)
+            if run.reason:
+                break
+    run.run_s = time.monotonic() - running_since
+    run.replay_items = _replay_items(step_metrics, jax)
+    log.info("stopping: %s", run.reason)
+    log_learner(step_metrics)
+    return state
 
 
 class Run:
@@ -221,6 +231,7 @@ class Run:
         self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
         self.run_s = 0.0
         self.reason: str | None = None
+        self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.engine.catch_signals)
 
 
 def _restore(setup: Setup, template: Any, devices: list[Any]) -> tuple[int, Any]:

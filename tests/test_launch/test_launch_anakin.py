@@ -186,3 +186,33 @@ def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
         np.testing.assert_array_equal(leaf[0], leaf[1])
     positions = np.asarray(state["env_states"]["t"])  # [devices, seeds, envs]: bars differ
     assert not np.array_equal(positions[0], positions[1])
+
+
+@pytest.mark.e2e
+def test_ctrl_c_while_compiling_stops_after_one_cycle_and_writes_the_summary(tmp_path):
+    """SIGINT once the run says it is compiling: compiling ends, one cycle runs, and the run
+    stops as at a limit (exit 130, checkpoint, summary)."""
+    import signal
+
+    from test_launch_apex import APEX, REPO_ROOT, _env
+
+    workdir = str(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, APEX, *TINY_ANAKIN, f"--workdir={workdir}",
+                                "--max_seconds=600"], cwd=REPO_ROOT, env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "compiling the training cycle" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        output = "".join(lines) + process.communicate(timeout=180)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 130, output[-3000:]
+    summary = read_summary(workdir)
+    assert summary["stop_reason"] == "interrupted (SIGINT)" and summary["errors"] == []
+    assert summary["env_steps"] == 16 * 4  # one cycle of 16 envs x 4 steps (then no update yet)
+    assert summary["compile_s"] > 0 and "Traceback" not in output
+    assert os.listdir(os.path.join(workdir, "checkpoints", "learner"))
