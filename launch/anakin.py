@@ -90,8 +90,8 @@ class Program:
 
         state = jax.eval_shape(self.init, self.keys, self.env.params)  # [D, S, ...] shapes
         with futures.ThreadPoolExecutor(max_workers=2) as pool:
-            done = [pool.submit(self.init.lower(self.keys, self.env.params).compile)]
-            done.append(pool.submit(self.train_step.lower(state, self.env.params).compile))
+            done = [pool.submit(self.train_step.lower(state, self.env.params).compile),
+                    pool.submit(self.init.lower(self.keys, self.env.params).compile)]
             done += [pool.submit(fn.lower(state).compile) for fn in (self.counters, self.policy_params)]
             params = jax.eval_shape(self.policy_params, state)
             if self._many:
