@@ -53,8 +53,8 @@ class SplitEvaluator:
 
     @functools.cached_property
     def references(self) -> dict[str, list[dict]]:
-        """Buy-and-hold and flat on each market: walked in Python (~25 ms a market), so the
-        test split's wait for the end of the run."""
+        """Buy-and-hold and flat on each market, walked in Python (~50 ms a market): computed
+        when first needed, so the test split's wait for the end of the run."""
         return baselines(self.envs, self._periods_per_year)
 
     def compile(self, seed_params: Any) -> None:
@@ -175,8 +175,8 @@ class Validations:
     whatever the timing. An error on the thread is raised by the next `submit` or `wait`.
     Each evaluation keeps every seed's best parameters (`selection`), writes the median
     record as node "evaluator", and a validation PNG at a new best (at most every
-    `plot_every_s` from the start, and at the final evaluation); with `test` given, each record also carries
-    the test split's figures (reported only: nothing reads them back).
+    `plot_every_s` from the start, and at the final evaluation); with `test` given, each
+    record also carries the test split's figures (reported only: nothing reads them back).
     """
 
     def __init__(self, validation: SplitEvaluator, selection: Selection, recorder: Any,

@@ -195,6 +195,7 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     ("--agent_config=no_such=1", "unknown setting 'no_such'"),
     ("--agent_preset=huge", "unknown preset 'huge'"),
     ("--commission_bps=-1", "commission_bps must be a finite number >= 0, got -1.0"),
+    ("--risk_aversion=-2", "risk_aversion=-2.0 --positions=-1,0,1 --data=synthetic: risk_aversion must"),
     ("--positions=1,1", "positions must be distinct"),
     ("--positions=long,short", "--positions=long,short: expected numbers"),
     ("--validation_fraction=0.5", "--train_fraction=0.6 --validation_fraction=0.5"),
