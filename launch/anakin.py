@@ -103,11 +103,12 @@ class Program:
                 future.result()
 
     def seed_params(self, state: Any) -> Any:
-        """[S] policy parameters (device 0's: identical on every device)."""
+        """[S] policy parameters as host arrays (device 0's: identical on every device), which
+        outlive `state`'s buffers (the next cycle reuses them)."""
         import jax
 
         params = self.policy_params(state)
-        return jax.tree.map(lambda x: x[0], params) if self._many else params
+        return jax.device_get(jax.tree.map(lambda x: x[0], params) if self._many else params)
 
 
 def run(setup: Setup) -> int:
@@ -147,7 +148,7 @@ def run(setup: Setup) -> int:
                 checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
             # The final parameters compete on validation, then each seed's selection is tested once.
             if validations.submitted_step != run.learner_steps:
-                validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)), final=True)
+                validations.submit(run.learner_steps, program.seed_params(state), final=True)
             validations.finish()
             tests = _test(splits["test"], selection, setup.num_seeds, jax)
             splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
@@ -168,7 +169,7 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
 
     state = program.init(program.keys, program.env.params)
     if setup.restore:
-        run.restored_step, state = _restore(setup, jax.device_get(state), program.devices)
+        run.restored_step, state = _restore(setup, state, len(program.devices))
         run.saved_step = run.learner_steps = run.restored_step
         run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
 
@@ -189,7 +190,7 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
             if run.first_step_time is None and run.learner_steps > run.restored_step:
                 run.first_step_time = time.time()  # the first update is done
             if run.learner_steps >= run.next_eval:  # on the validations' thread
-                validations.submit(run.learner_steps, jax.device_get(program.seed_params(state)))
+                validations.submit(run.learner_steps, program.seed_params(state))
                 run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
             if (setup.checkpoint_every and run.learner_steps // setup.checkpoint_every
                     > max(run.saved_step, 0) // setup.checkpoint_every):
@@ -234,23 +235,21 @@ class Run:
         self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.engine.catch_signals)
 
 
-def _restore(setup: Setup, template: Any, devices: list[Any]) -> tuple[int, Any]:
-    """(step, train_state on the devices) of the newest learner checkpoint; UsageError when
-    its shapes do not fit this run ([devices, seeds, ...]: the same --num_seeds, devices and
-    agent settings)."""
+def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:
+    """(step, train_state) of the newest learner checkpoint, placed on the devices as the
+    `initial` state is (so as the compiled cycle expects); UsageError when its shapes do not
+    fit this run ([devices, seeds, ...]: the same --num_seeds, devices and agent settings)."""
     import jax
 
+    template = jax.device_get(initial)
     try:
         step, host_state = checkpoints.load_latest(setup.learner_dir, template)
     except ValueError as error:
         leaf = jax.tree.leaves(template)[0]
-        raise UsageError(f"--restore: {error} (this run: [devices, seeds] = [{len(devices)}, "
+        raise UsageError(f"--restore: {error} (this run: [devices, seeds] = [{num_devices}, "
                          f"{setup.num_seeds}] leading every array, the first {np.shape(leaf)}); "
                          "continue it with the flags it was written with") from None
-    if len(devices) == 1:  # as the jitted cycle was compiled for: on the device, not sharded
-        return step, jax.device_put(host_state, devices[0])
-    return step, jax.device_put_sharded(
-        [jax.tree.map(lambda x, d=d: x[d], host_state) for d in range(len(devices))], devices)
+    return step, jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, initial))
 
 
 def _limit(setup: Setup, learner_steps: int, env_steps: int, elapsed: float,
