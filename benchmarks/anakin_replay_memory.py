@@ -1,6 +1,6 @@
 """How big is Anakin's in-graph replay? Ape-X's replay of ~100k items (the small preset's, at
 25 cycles of 256 envs x 16 steps = 102,400 items) per observation window, holding the
-observations themselves or their refs (environments.jittable.ObservationRef: the bar and the
+observations themselves or their refs (environments.envs.jittable.ObservationRef: the bar and the
 int8 held positions, rebuilt into observations by the update). Bytes come from the train
 state's shapes (jax.eval_shape: nothing is allocated); `--run_window` then builds the by-ref
 agent at that window for real, runs a few cycles and prints the process's peak RSS.
@@ -27,7 +27,7 @@ def build(window: int, by_ref: bool, capacity: int):
     from agents import core, specs
     from agents.apex_dqn import builder
     from environments import TradingEnv, synthetic_market
-    from environments.jittable import JaxTradingEnv
+    from environments.envs.jittable import JaxTradingEnv
 
     train_env = TradingEnv([synthetic_market("ou", 4 * window + 2_000, seed=seed) for seed in range(4)],
                            window=window)

@@ -82,7 +82,7 @@ def child(mode: str, csv: str, cache: str) -> None:
         from environments import load_csv
 
         if mode in ("validated", "miss"):  # a parse imports pyarrow on first use; not timed
-            from environments import csv_columnar  # noqa: F401
+            from environments.data import csv_columnar  # noqa: F401
 
         start = time.perf_counter()
         market = load_csv(csv, cache=False if mode == "validated" else cache)

@@ -19,7 +19,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from environments import TradingEnv, TradingVectorEnv, load_csv, synthetic_market  # noqa: E402
-from environments.trading import make_setup  # noqa: E402
+from environments.envs.trading import make_setup  # noqa: E402
 
 DEFAULT_CSV = REPO_ROOT.parent / "shared" / "data" / "STOCKS_GOOGL.csv"
 BATCH_SIZES = (1, 64, 256, 1024)

@@ -57,7 +57,7 @@ def evaluate_references(run: runs.Run, seed: int) -> dict[str, dict]:
     """Median test metrics of the references, each run on a fresh eval env of every test
     market of `run` (every agent's run of a seed has the same markets)."""
     from environments import MarketSource, TradingEnv, median_metrics, run_episode
-    from environments.metrics import buy_and_hold
+    from environments.evaluation.metrics import buy_and_hold
 
     source = MarketSource(**run.summary["market"])
     env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))

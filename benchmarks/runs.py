@@ -21,7 +21,7 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# The OU generator's defaults (environments.synthetic.ou_market); the rule below knows them.
+# The OU generator's defaults (environments.data.synthetic.ou_market); the rule below knows them.
 OU_MEAN_REVERSION = 0.05
 OU_VOLATILITY = 0.01
 OU_MEAN_PRICE = 100.0

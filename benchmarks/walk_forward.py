@@ -176,9 +176,9 @@ def rule_trials(fold_results: list[dict]) -> tuple[int, float]:
 
 def main(argv):
     del argv
-    from environments.chaining import chain, chained_report, plot_chained
-    from environments.rules import baselines
-    from environments.significance import verdict
+    from environments.evaluation.chaining import chain, chained_report, plot_chained
+    from environments.evaluation.rules import baselines
+    from environments.evaluation.significance import verdict
 
     out = pathlib.Path(FLAGS.out or pathlib.Path(__file__).parent / "out" /
                        f"walk_forward_{time.strftime('%Y%m%d_%H%M%S')}")

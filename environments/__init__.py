@@ -1,28 +1,29 @@
-"""Trading environments: market data and universes of markets (with their train / validation /
-test split or walk-forward folds), features, TradingEnv, its numpy-batched vector version and
-trading metrics.
+"""Trading environments, in three rooms: market data and universes of markets with their train /
+validation / test split or walk-forward folds (environments/data/), the envs on them
+(environments/envs/) and what a policy did on them (environments/evaluation/); this module
+re-exports their public names.
 Registers the gymnasium id "TradingEnv-v0". The jax version, JaxTradingEnv, is in
-environments.jittable (not imported here: numpy users do not import jax)."""
+environments.envs.jittable (not imported here: numpy users do not import jax)."""
 
 import gymnasium as gym
 
-from environments.csv_loader import load_csv
-from environments.features import FEATURE_NAMES, NUM_FEATURES, compute_features
-from environments.folds import Fold, FoldSizes, walk_forward
-from environments.market import MarketData, MarketDataError
-from environments.metrics import (buy_and_hold, evaluate_with_baselines, flat,
-                                  infer_periods_per_year, median_metrics, plot_equity, run_episode,
-                                  run_episodes, trading_metrics)
-from environments.synthetic import gbm_market, ou_market, regime_market, synthetic_market
-from environments.trading import TradingEnv
-from environments.universe import MarketSource, MarketSplits, path_seed
-from environments.vector import TradingVectorEnv
+from environments.data.csv_loader import load_csv
+from environments.data.features import FEATURE_NAMES, NUM_FEATURES, compute_features
+from environments.data.folds import Fold, FoldSizes, walk_forward
+from environments.data.market import MarketData, MarketDataError
+from environments.data.synthetic import gbm_market, ou_market, regime_market, synthetic_market
+from environments.data.universe import MarketSource, MarketSplits, path_seed
+from environments.envs.trading import TradingEnv
+from environments.envs.vector import TradingVectorEnv
+from environments.evaluation.metrics import (buy_and_hold, evaluate_with_baselines, flat,
+                                             infer_periods_per_year, median_metrics, plot_equity,
+                                             run_episode, run_episodes, trading_metrics)
 
 ENV_ID = "TradingEnv-v0"
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="environments.trading:TradingEnv",
-                 vector_entry_point="environments.vector:TradingVectorEnv")
+    gym.register(id=ENV_ID, entry_point="environments.envs.trading:TradingEnv",
+                 vector_entry_point="environments.envs.vector:TradingVectorEnv")
 
 __all__ = [
     "ENV_ID", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",

@@ -36,8 +36,8 @@ class Program:
         import jax
 
         from agents import core
-        from environments.jittable import JaxTradingEnv
-        from environments.trading import make_setup
+        from environments.envs.jittable import JaxTradingEnv
+        from environments.envs.trading import make_setup
 
         self.devices = jax.local_devices()
         self.env = JaxTradingEnv(make_setup(list(setup.market.split("train")), mode="train",

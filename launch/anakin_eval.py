@@ -1,5 +1,5 @@
 """Evaluation under --lp_launch_type=anakin: every seed's greedy policy walked over all
-validation (or test) markets inside one compiled scan (environments.jittable.evaluate_policy),
+validation (or test) markets inside one compiled scan (environments.envs.jittable.evaluate_policy),
 then the same metrics, baselines and selection as the evaluator node, per seed, on the host;
 `Validations` runs them on a thread of their own while training goes on."""
 
@@ -35,8 +35,8 @@ class SplitEvaluator:
         import jax
 
         from environments import TradingEnv
-        from environments.jittable import eval_params, evaluate_policy
-        from environments.trading import make_setup
+        from environments.envs.jittable import eval_params, evaluate_policy
+        from environments.envs.trading import make_setup
 
         self.part = part
         self.envs = [TradingEnv(market, mode="eval", **env_kwargs) for market in markets]
@@ -81,7 +81,7 @@ class SplitEvaluator:
 
     def _result(self, trace: Any, s: int, m: int) -> dict[str, Any]:
         """run_episode's result for seed s on market m, from the trace's valid steps."""
-        from environments.metrics import trading_metrics
+        from environments.evaluation.metrics import trading_metrics
 
         steps = int(trace.valid[s, m].sum())
         hold = self.references["buy_and_hold"][m]  # the same walk: its bars and annualization
@@ -95,7 +95,7 @@ class SplitEvaluator:
 
     def plot(self, path: str, records: list[dict[str, Any]]) -> str:
         """Equity of the first market: every seed's agent, buy-and-hold and flat."""
-        from environments.metrics import plot_equity
+        from environments.evaluation.metrics import plot_equity
 
         if len(records) == 1:
             curves = {"agent": records[0]["_results"][0]["portfolio_values"]}

@@ -24,7 +24,7 @@ flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), 
                     "path of an OHLCV CSV file, a folder of CSV files or a quoted glob pattern "
                     "such as 'bars/*.csv' (one market per file; each split chronologically).")
 flags.DEFINE_string("date_format", None, "strptime format of the CSV's timestamps (default: guessed).")
-flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data_cache.py): 'off', or "
+flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data/data_cache.py): 'off', or "
                     "a folder every node can write or read; default: $APEX_DATA_CACHE, else "
                     "beside the CSV when writable, else ~/.cache/apex-trader.")
 flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
@@ -37,7 +37,7 @@ flags.DEFINE_float("validation_fraction", 0.2, "CSV: the next fraction for model
 flags.DEFINE_integer("folds", 0, "Walk-forward folds K of each CSV file (or of one synthetic "
                      "path of --synthetic_steps bars): 0 keeps the one split by the fractions "
                      "above; K >= 1 trains, selects and tests on fold --fold "
-                     "(environments/folds.py).")
+                     "(environments/data/folds.py).")
 flags.DEFINE_integer("fold", 0, "With --folds=K: the fold to run, 0 (the earliest) .. K-1.")
 flags.DEFINE_integer("fold_test_bars", 0, "With --folds: bars of each fold's test part; 0: "
                      "(bars - 2 x embargo) // (K + 4).")
@@ -54,7 +54,7 @@ flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notio
 flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
 flags.DEFINE_float("risk_aversion", 24.0, "Kappa of the training reward's variance penalty: each "
                    "step's reward is its log growth minus kappa / 2 x its squared return "
-                   "(environments/accounting.py); the portfolio and every metric are unchanged. "
+                   "(environments/envs/accounting.py); the portfolio and every metric are unchanged. "
                    "0: the log growth alone; 24 was chosen on validation Sharpe on the default "
                    "market (docs/results.md).")
 flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "

@@ -88,7 +88,7 @@ def make_setup(flags: Any) -> Setup:
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
     from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
-    from environments.metrics import infer_periods_per_year
+    from environments.evaluation.metrics import infer_periods_per_year
 
     market = MarketSource(
         flags.data, flags.date_format, flags.synthetic_steps, flags.synthetic_paths,

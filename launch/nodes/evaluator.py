@@ -147,7 +147,7 @@ class EvaluatorNode:
 def baselines(envs: list[Any], periods_per_year: float | None) -> dict[str, list[dict]]:
     """Buy-and-hold and flat on each of `envs` (eval-mode TradingEnvs), the same costs as
     the agent's: run_episode results under "buy_and_hold" and "flat"."""
-    from environments.metrics import buy_and_hold, flat
+    from environments.evaluation.metrics import buy_and_hold, flat
 
     return {"buy_and_hold": [buy_and_hold(env, periods_per_year) for env in envs],
             "flat": [flat(env, periods_per_year) for env in envs]}
@@ -178,7 +178,7 @@ def evaluation_record(results: list[dict], references: dict[str, list[dict]]) ->
 def plot(path: str, part: str, envs: list[Any], results: list[dict],
          references: dict[str, list[dict]]) -> str:
     """The equity curves of the first market (agent, buy-and-hold, flat) in `path`."""
-    from environments.metrics import plot_equity
+    from environments.evaluation.metrics import plot_equity
 
     curves = {"agent": results[0]["portfolio_values"],
               "buy_and_hold": references["buy_and_hold"][0]["portfolio_values"],

@@ -1,4 +1,4 @@
-"""Integration: both Anakin agents train on environments.jittable.JaxTradingEnv (the functional
+"""Integration: both Anakin agents train on environments.envs.jittable.JaxTradingEnv (the functional
 TradingEnv) and their greedy policy walks validation markets inside environments' evaluate_policy,
 all under jit with vmap over 2 seeds, as the anakin launcher runs them."""
 
@@ -11,7 +11,7 @@ from agents import core, specs
 from agents.apex_dqn import builder as apex_builder
 from agents.impala import builder as impala_builder
 from environments import TradingEnv, synthetic_market
-from environments.jittable import JaxTradingEnv, eval_params, evaluate_policy
+from environments.envs.jittable import JaxTradingEnv, eval_params, evaluate_policy
 
 SIZES = {
     "apex_dqn": (apex_builder, dict(hidden_sizes=(8,), batch_size=8, max_replay_size=64, min_replay_size=16,

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from environments.accounting import (LOG_MIN_GROWTH, SCALAR, account, cost_fraction, cost_table,
-                                     settle)
+from environments.envs.accounting import (LOG_MIN_GROWTH, SCALAR, account, cost_fraction, cost_table,
+                                          settle)
 
 TRADE, BORROW = 0.0015, 0.0002  # 15 bps per unit traded, 2 bps per step short
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from environments import TradingEnv, buy_and_hold
-from environments.chaining import chain, chain_per_market, chained_report, plot_chained
-from environments.folds import FoldSizes, fold_parts, walk_forward
-from environments.rules import momentum, run_rule
-from environments.significance import significance
+from environments.evaluation.chaining import chain, chain_per_market, chained_report, plot_chained
+from environments.data.folds import FoldSizes, fold_parts, walk_forward
+from environments.evaluation.rules import momentum, run_rule
+from environments.evaluation.significance import significance
 from tests.test_environments.conftest import market_from_closes
 
 SIZES = FoldSizes(3, test_bars=3, validation_bars=2, embargo=1)  # tests [11,14) [14,17) [17,20)

@@ -4,7 +4,8 @@ reader reads, leaves every other file to it, and rows it found bad are named by 
 import numpy as np
 import pytest
 
-from environments import MarketDataError, csv_columnar, csv_rows, load_csv
+from environments import MarketDataError, load_csv
+from environments.data import csv_columnar, csv_rows
 
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
 ROWS = ["2020-01-02,10,11,9,10.5,10.4,100\n", "2020-01-03,10.5,12,10,11,10.9,200\n",

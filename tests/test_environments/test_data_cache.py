@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from environments import (MarketDataError, MarketSource, TradingEnv, TradingVectorEnv,
-                          compute_features, csv_loader, data_cache, load_csv,
-                          synthetic_market)
-from environments import universe
+                          compute_features, load_csv, synthetic_market)
+from environments.data import csv_loader, data_cache, universe
 from tests.conftest import REPO_ROOT
 from tests.test_environments.test_universe import write_bars
 
@@ -137,7 +136,7 @@ def test_a_bad_file_writes_no_cache_and_fails_every_time(tmp_path, parses):
 
 def test_processes_racing_to_build_the_cache_parse_the_file_once(bars, tmp_path):
     script = (
-        "import sys; from environments import csv_loader, load_csv\n"
+        "import sys; from environments import load_csv; from environments.data import csv_loader\n"
         "parse = csv_loader.parse_csv; calls = []\n"
         "csv_loader.parse_csv = lambda *a: calls.append(1) or parse(*a)\n"
         "market = load_csv(sys.argv[1])\n"

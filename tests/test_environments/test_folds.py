@@ -7,7 +7,7 @@ import pytest
 
 from environments import (MarketDataError, MarketSource, TradingEnv, buy_and_hold,
                           synthetic_market)
-from environments.folds import Fold, FoldSizes, fold_parts, walk_forward
+from environments.data.folds import Fold, FoldSizes, fold_parts, walk_forward
 from tests.test_environments.conftest import market_from_closes
 from tests.test_environments.test_universe import write_bars
 

@@ -12,8 +12,8 @@ import pytest
 from gymnasium.utils import seeding
 
 from environments import TradingEnv, run_episodes, synthetic_market, trading_metrics
-from environments.accounting import LOG_MIN_GROWTH
-from environments.jittable import JaxTradingEnv, eval_params, evaluate_policy
+from environments.envs.accounting import LOG_MIN_GROWTH
+from environments.envs.jittable import JaxTradingEnv, eval_params, evaluate_policy
 from tests.conftest import REPO_ROOT
 
 SHORT, FLAT, LONG = 0, 1, 2

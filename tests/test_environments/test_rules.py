@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from environments import TradingEnv, buy_and_hold, synthetic_market
-from environments.folds import FoldSizes, fold_parts
-from environments.rules import (baselines, constant, momentum, moving_average_crossover,
-                                ou_mean_reversion, random_rule, run_rule, select_by_sharpe)
+from environments.data.folds import FoldSizes, fold_parts
+from environments.evaluation.rules import (baselines, constant, momentum, moving_average_crossover,
+                                           ou_mean_reversion, random_rule, run_rule, select_by_sharpe)
 from tests.test_environments.conftest import market_from_closes
 
 CLOSES = [10.0, 11.0, 12.0, 11.0, 10.0, 10.0, 12.0]

@@ -7,9 +7,9 @@ import statistics
 import numpy as np
 import pytest
 
-from environments.significance import (EULER_GAMMA, deflated_sharpe_ratio,
-                                       expected_max_sharpe, probabilistic_sharpe_ratio,
-                                       psr_from_moments, return_moments, significance, verdict)
+from environments.evaluation.significance import (EULER_GAMMA, deflated_sharpe_ratio,
+                                                  expected_max_sharpe, probabilistic_sharpe_ratio,
+                                                  psr_from_moments, return_moments, significance, verdict)
 
 RETURNS = [0.03, -0.01, 0.0, 0.01, -0.01, 0.04, -0.02, 0.005]
 PHI = statistics.NormalDist().cdf

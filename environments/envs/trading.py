@@ -1,5 +1,5 @@
 """TradingEnv: one instrument, discrete target positions, close-to-close accounting with
-commission, half-spread and short-borrow costs (environments.accounting, with
+commission, half-spread and short-borrow costs (environments.envs.accounting, with
 trade_cost_rate = (commission_bps + spread_bps) / 1e4 and borrow_rate = borrow_bps_per_step /
 1e4); reward is the log change of portfolio value. TradingSetup holds what every env built on
 the same settings shares.
@@ -15,11 +15,11 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 
-from environments.accounting import SCALAR, cost_table, settle
-from environments.features import NUM_FEATURES
-from environments.csv_loader import load_csv
-from environments.market import MarketData
-from environments.synthetic import synthetic_market
+from environments.envs.accounting import SCALAR, cost_table, settle
+from environments.data.features import NUM_FEATURES
+from environments.data.csv_loader import load_csv
+from environments.data.market import MarketData
+from environments.data.synthetic import synthetic_market
 
 DEFAULT_MARKET = dict(kind="ou", num_steps=4096, seed=0)  # used when no market is given
 _RING_STEPS = 128  # steps between compactions of a TradingEnv's recent-frames ring
@@ -41,7 +41,7 @@ class TradingSetup:
     episode_length: int
     mode: str
     initial_value: float
-    risk_aversion: float  # kappa of the reward's variance penalty (environments/accounting.py)
+    risk_aversion: float  # kappa of the reward's variance penalty (environments/envs/accounting.py)
     # float32 [T, F], read-only: the markets' features end to end. With one market, its own
     # array (a view: memory-mapped from the data cache, so shared by every env and process).
     features: np.ndarray
@@ -165,7 +165,7 @@ class TradingEnv(gym.Env):
     t - window + 1 + k: that bar's features then the position held at that bar (0 before the
     episode start). Action: Discrete(len(positions)), the target position. Reward: the step's
     log growth of the portfolio, less risk_aversion / 2 times its squared return
-    (environments/accounting.py; 0 by default).
+    (environments/envs/accounting.py; 0 by default).
     mode="train": a random start bar (from the reset seed), `episode_length` steps, then
     truncated=True. mode="eval": starts at the first valid bar and walks the whole market
     once; terminated=True at the last bar. info: portfolio_value, position (now held), cost

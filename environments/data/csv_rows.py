@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from environments.market import PRICE_COLUMNS, MarketDataError
-from environments.timestamps import parse_timestamps
+from environments.data.market import PRICE_COLUMNS, MarketDataError
+from environments.data.timestamps import parse_timestamps
 
 TIMESTAMP_COLUMNS = ("datetime", "timestamp", "date", "time")  # header names, any case
 DELIMITERS = (",", ";", "\t", "|")

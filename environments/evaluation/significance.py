@@ -4,7 +4,7 @@ deflated Sharpe ratio (Bailey & López de Prado 2014) given how many trials were
 
 Every Sharpe ratio here is per period and not annualized (divide an annualized one by
 sqrt(periods per year)). Of n per-period returns r with mean m and standard deviation s:
-    SR   = m / s                       (s with ddof=1, as environments.metrics; 0 if s = 0)
+    SR   = m / s                       (s with ddof=1, as environments.evaluation.metrics; 0 if s = 0)
     skew = E[(r - m)^3] / sigma^3,  kurt = E[(r - m)^4] / sigma^4   (population moments,
            sigma^2 = E[(r - m)^2]; kurt is 3 for normal returns, not the excess)
     PSR(SR*) = Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - skew SR + (kurt - 1) / 4 SR^2))

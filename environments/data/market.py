@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from environments.features import compute_features
+from environments.data.features import compute_features
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 ARRAY_FIELDS = ("timestamps",) + PRICE_COLUMNS + ("volume",)  # the bars, without the features
@@ -75,7 +75,7 @@ class MarketData:
 
     @property
     def features(self) -> np.ndarray:
-        """float32 [T, NUM_FEATURES] (environments.features), computed once per market."""
+        """float32 [T, NUM_FEATURES] (environments.data.features), computed once per market."""
         if self.features_ is None:
             features = compute_features(self)
             features.setflags(write=False)

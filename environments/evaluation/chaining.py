@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from environments.metrics import plot_equity, trading_metrics
-from environments.significance import significance
+from environments.evaluation.metrics import plot_equity, trading_metrics
+from environments.evaluation.significance import significance
 
 
 def chain(results: Sequence[Mapping]) -> dict:

@@ -1,5 +1,5 @@
 """JaxTradingEnv: TradingEnv as pure jax functions (gymnax style), built from the same
-TradingSetup and settled by the same environments.accounting in float32, so a whole training
+TradingSetup and settled by the same environments.envs.accounting in float32, so a whole training
 loop compiles; evaluate_policy walks eval markets in one lax.scan."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from environments.accounting import cost_fraction, settle
-from environments.features import NUM_FEATURES
-from environments.trading import TradingSetup
+from environments.envs.accounting import cost_fraction, settle
+from environments.data.features import NUM_FEATURES
+from environments.envs.trading import TradingSetup
 
 
 class EnvParams(NamedTuple):

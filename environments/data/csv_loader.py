@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
-from environments import data_cache
-from environments.csv_rows import read_header, read_rows, sniff_text_csv
-from environments.market import MarketData, MarketDataError, check_columns
+from environments.data import data_cache
+from environments.data.csv_rows import read_header, read_rows, sniff_text_csv
+from environments.data.market import MarketData, MarketDataError, check_columns
 
 
 def load_csv(path: str | os.PathLike, date_format: str | None = None, min_rows: int = 2, *,
@@ -27,7 +27,7 @@ def load_csv(path: str | os.PathLike, date_format: str | None = None, min_rows: 
     row as it appears in the file (the header is row 1).
 
     The validated arrays and the features are cached in a binary file that later loads (any
-    process on the machine) memory-map read-only, sharing one copy (environments.data_cache).
+    process on the machine) memory-map read-only, sharing one copy (environments.data.data_cache).
     `cache`: None follows $APEX_DATA_CACHE (unset: on); True: on, beside the file when its
     folder is writable, else in the user cache folder; a folder: the cache goes there;
     False or "off": parse the file, write nothing.
@@ -55,7 +55,7 @@ def parse_csv(path: str, date_format: str | None) -> MarketData:
     """The file's bars, validated (no cache). The columnar reader (pyarrow) reads files in the
     common formats; a file it does not take, or that has a bad row, is read row by row, which
     names the first bad row exactly as before the columnar reader existed."""
-    from environments import csv_columnar  # imports pyarrow: only when a CSV is parsed
+    from environments.data import csv_columnar  # imports pyarrow: only when a CSV is parsed
 
     delimiter = sniff_text_csv(path)
     layout = read_header(path, delimiter)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from environments.market import MarketData, MarketDataError
+from environments.data.market import MarketData, MarketDataError
 
 FOLD_PARTS = ("train", "validation", "test")
 

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from environments.csv_rows import CsvLayout
-from environments.market import PRICE_COLUMNS
-from environments.timestamps import ISO_RE, epoch_unit
+from environments.data.csv_rows import CsvLayout
+from environments.data.market import PRICE_COLUMNS
+from environments.data.timestamps import ISO_RE, epoch_unit
 
 _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _BLOCK_BYTES = 1 << 24

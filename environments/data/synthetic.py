@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from environments.market import MarketData
+from environments.data.market import MarketData
 
 
 def _bars_from_log_close(log_close: np.ndarray, rng: np.random.Generator, bar_volatility: float,

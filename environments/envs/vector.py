@@ -16,10 +16,10 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
-from environments.accounting import cost_table, settle
-from environments.features import NUM_FEATURES
-from environments.market import MarketData
-from environments.trading import make_setup
+from environments.envs.accounting import cost_table, settle
+from environments.data.features import NUM_FEATURES
+from environments.data.market import MarketData
+from environments.envs.trading import make_setup
 
 _UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)
 _RING_STEPS = 128  # steps between compactions of the recent-frames ring

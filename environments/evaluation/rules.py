@@ -14,8 +14,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from environments.market import MarketData
-from environments.metrics import run_episode
+from environments.data.market import MarketData
+from environments.evaluation.metrics import run_episode
 
 # Lookbacks in bars (a week, two weeks, a month, a quarter, half a year, a year of daily bars)
 MOMENTUM_LOOKBACKS = (5, 10, 21, 63, 126, 252)
@@ -72,7 +72,7 @@ def moving_average_crossover(fast: int, slow: int) -> Rule:
 def ou_mean_reversion(threshold: float = 0.5, mean_reversion: float = OU_DEFAULTS[
         "mean_reversion"], volatility: float = OU_DEFAULTS["volatility"],
         mean_price: float = OU_DEFAULTS["mean_price"]) -> Rule:
-    """The oracle on the OU process (it knows the generator's parameters, environments.synthetic
+    """The oracle on the OU process (it knows the generator's parameters, environments.data.synthetic
     .ou_market): z = (log close - log mean) / stationary std; long below -threshold, short above
     +threshold, flat between. The rule benchmarks/runs.py's mean_reversion_rule plays."""
     stationary_std = volatility / math.sqrt(1.0 - (1.0 - mean_reversion) ** 2)

@@ -1,6 +1,6 @@
 """Where a run's markets come from: one CSV market or a synthetic process, and its three-way
 split into train / validation / test markets that share no bar and no path (one chronological
-split, or fold `fold` of `folds` walk-forward folds: environments.folds).
+split, or fold `fold` of `folds` walk-forward folds: environments.data.folds).
 
 A synthetic source is a *process*: `synthetic_paths` training paths, `validation_paths` and
 `test_paths` held-out paths, each from its own seed, so more actors bring new experience
@@ -19,10 +19,10 @@ import os
 
 import numpy as np
 
-from environments.csv_loader import load_csv
-from environments.folds import Fold, FoldSizes, fold_parts, walk_forward
-from environments.market import MarketData
-from environments.synthetic import synthetic_market
+from environments.data.csv_loader import load_csv
+from environments.data.folds import Fold, FoldSizes, fold_parts, walk_forward
+from environments.data.market import MarketData
+from environments.data.synthetic import synthetic_market
 
 PARTS = ("train", "validation", "test")
 
@@ -54,7 +54,7 @@ class MarketSource:
     Nodes get this rather than the arrays: Ray would otherwise put the arrays in its object
     store as constructor arguments of restartable actors. A CSV path must be readable where
     the nodes run (like the workdir). `load()` is cached per process, and each CSV file's
-    arrays per machine (environments.data_cache: the nodes on a machine map one copy).
+    arrays per machine (environments.data.data_cache: the nodes on a machine map one copy).
     """
 
     # "synthetic" (= synthetic:ou), "synthetic:<kind>", a CSV path, a folder of CSV files or a
@@ -70,11 +70,11 @@ class MarketSource:
     validation_fraction: float = 0.2
     # load_csv's data cache: None follows $APEX_DATA_CACHE (default: on), "off", or a folder
     cache: str | None = None
-    # Walk-forward folds (environments.folds), cut in every file on its own (a synthetic
+    # Walk-forward folds (environments.data.folds), cut in every file on its own (a synthetic
     # source: in one path of synthetic_steps bars from `seed`); 0 keeps the fraction split.
     folds: int = 0
     fold: int = 0  # the fold whose parts load() returns, 0 = earliest
-    fold_test_bars: int = 0  # sizes in decision bars; 0: the default (environments.folds)
+    fold_test_bars: int = 0  # sizes in decision bars; 0: the default (environments.data.folds)
     fold_validation_bars: int = 0
     fold_train_bars: int = 0  # 0: an expanding training window; > 0: a rolling one
     embargo: int = 0  # decision bars between the parts of a fold
@@ -129,7 +129,7 @@ class MarketSource:
         return _whole_markets(self)
 
     def walk_forward(self) -> tuple[tuple[Fold, ...], ...]:
-        """The folds of each of whole_markets() (environments.folds.walk_forward)."""
+        """The folds of each of whole_markets() (environments.data.folds.walk_forward)."""
         sizes = self.fold_sizes
         if sizes is None:
             raise ValueError("walk_forward() needs a source with folds >= 1")

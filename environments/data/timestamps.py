@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from environments.market import MarketDataError
+from environments.data.market import MarketDataError
 
 # Tried in order when no `date_format` is given (ISO 8601 and epoch numbers are handled first).
 # A file whose dates parse under two of these (e.g. 01/02/2020 as m/d or d/m) is rejected as
