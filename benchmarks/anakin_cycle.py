@@ -1,5 +1,5 @@
 """How fast is one compiled Anakin cycle, and where does its time go? Builds the run's
-`launch.anakin.Program` (apex.py's flags through launch/setup.py; one device:
+`launch.anakin.driver.Program` (apex.py's flags through launch/run/setup.py; one device:
 `jit(vmap(vmap(train_step)))` with the state donated) and times the cycle alone, with no
 host work between cycles, then the same with the launcher's per-cycle counter read (a host
 sync). `--split` adds the
@@ -32,10 +32,10 @@ flags.DEFINE_list("apex_flags", [], "apex.py flags (e.g. --agent_config=...).")
 
 def build(extra_config: str = "") -> dict:
     """The jitted train_step and counters, the state and env params, and the cycle's sizes,
-    from launch/anakin.py's own Program (this host's devices, one seed)."""
+    from launch/anakin/driver.py's own Program (this host's devices, one seed)."""
     from launch import flags as launch_flags  # noqa: F401  (defines apex.py's flags)
-    from launch.anakin import Program
-    from launch.setup import make_setup as make_launch_setup
+    from launch.anakin.driver import Program
+    from launch.run.setup import make_setup as make_launch_setup
 
     argv = ["apex.py", "--lp_launch_type=anakin", "--workdir=/tmp/anakin_cycle_unused", *FLAGS.apex_flags]
     if extra_config:

@@ -66,14 +66,14 @@ def config_name(words: list[str]) -> str:
 
 def random_test_sharpe(run: runs.Run) -> float:
     """Median over the test markets of a seeded uniformly random policy's Sharpe."""
-    from environments import MarketSource, TradingEnv, run_episode
+    from environments import EnvConfig, MarketSource, TradingEnv, run_episode
 
     source = MarketSource(**run.summary["market"])
-    env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
+    env_config = EnvConfig.from_dict(run.summary["env"])
     periods = run.summary["test"]["periods_per_year"]
     sharpes = []
     for i, market in enumerate(source.split("test")):
-        env = TradingEnv(market, mode="eval", **env_kwargs)
+        env = TradingEnv.from_config(market, env_config)
         result = run_episode(env, runs.random_policy(env.action_space.n, FLAGS.seed + i),
                              periods_per_year=periods)
         sharpes.append(result["sharpe"])

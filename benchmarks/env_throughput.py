@@ -19,6 +19,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from environments import TradingEnv, TradingVectorEnv, load_csv, synthetic_market  # noqa: E402
+from environments.envs.config import EnvConfig  # noqa: E402
 from environments.envs.trading import make_setup  # noqa: E402
 
 DEFAULT_CSV = REPO_ROOT.parent / "shared" / "data" / "STOCKS_GOOGL.csv"
@@ -63,7 +64,7 @@ def vector_env_rate(market, window, num_envs, num_steps, repeats):
 
 def bare_numpy_rate(market, window, num_envs, num_steps, repeats):
     """The accounting alone: cost lookup, growth, log reward, value, clock, episode end."""
-    setup = make_setup(market, window=window)
+    setup = make_setup(market, EnvConfig(window=window))
     levels, returns = setup.positions, setup.step_returns
     cost_table = np.abs(levels[None, :] - np.append(levels, 0.0)[:, None]) * setup.trade_cost_rate
     cost_table += np.maximum(-levels, 0.0)[None, :] * setup.borrow_rate  # [K + 1, K]

@@ -56,15 +56,15 @@ METRICS = ("total_return", "sharpe", "max_drawdown")
 def evaluate_references(run: runs.Run, seed: int) -> dict[str, dict]:
     """Median test metrics of the references, each run on a fresh eval env of every test
     market of `run` (every agent's run of a seed has the same markets)."""
-    from environments import MarketSource, TradingEnv, median_metrics, run_episode
+    from environments import EnvConfig, MarketSource, TradingEnv, median_metrics, run_episode
     from environments.evaluation.metrics import buy_and_hold
 
     source = MarketSource(**run.summary["market"])
-    env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
+    env_config = EnvConfig.from_dict(run.summary["env"])
     periods = run.summary["test"]["periods_per_year"]
 
     def fresh_envs():
-        return [TradingEnv(market, mode="eval", **env_kwargs) for market in source.split("test")]
+        return [TradingEnv.from_config(market, env_config) for market in source.split("test")]
 
     references = {
         "buy_and_hold": [buy_and_hold(env, periods) for env in fresh_envs()],
@@ -124,17 +124,17 @@ def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from environments import MarketSource, TradingEnv, run_episode
+    from environments import EnvConfig, MarketSource, TradingEnv, run_episode
 
     paths = []
     for seed, results in seed_results.items():
         first = next(iter(agent_runs.values()))[seed]
         source = MarketSource(**first.summary["market"])
-        env_kwargs = dict(first.summary["env"], positions=tuple(first.summary["env"]["positions"]))
+        env_config = EnvConfig.from_dict(first.summary["env"])
         path = out / f"equity_seed{seed}.png"
         figure, axis = plt.subplots(figsize=(8, 4))
         for agent, seed_runs in agent_runs.items():
-            env = TradingEnv(source.split("test")[0], mode="eval", **env_kwargs)
+            env = TradingEnv.from_config(source.split("test")[0], env_config)
             curve = run_episode(env, runs.greedy_policy(seed_runs[seed], env))
             axis.plot(curve["timestamps"], curve["portfolio_values"], label=agent, lw=1)
         for name, result in results["_equity"].items():

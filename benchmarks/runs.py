@@ -151,7 +151,7 @@ def greedy_policy(run: Run, env) -> Callable:
     """policy(obs) -> action of the parameters a finished run selected on validation (those
     its test evaluation used)."""
     from agents.registry import get_builder
-    from launch import checkpoints
+    from launch.run import checkpoints
 
     builder = get_builder(run.summary["agent"])
     config = builder.make_config(**run.summary["agent_config"])  # as the run resolved it

@@ -108,7 +108,7 @@ class SeedRun:
         if num_seeds == 1:
             return cls(run, best, run.summary["validation"].get("best_sharpe"),
                        [sharpe for _, _, sharpe in run.eval_curve()])
-        # an anakin run of several seeds (launch/anakin.py): best/seed_<k>, sharpe_by_seed
+        # an anakin run of several seeds (launch/anakin/driver.py): best/seed_<k>, sharpe_by_seed
         sharpes = [record["evaluator/sharpe_by_seed"][index]
                    for record in run.node_records("evaluator")
                    if "evaluator/sharpe_by_seed" in record]
@@ -118,7 +118,7 @@ class SeedRun:
     def policy(self, env):
         """policy(obs) -> action of this seed's selected parameters (runs.greedy_policy)."""
         from agents.registry import get_builder
-        from launch import checkpoints
+        from launch.run import checkpoints
 
         builder = get_builder(self.run.summary["agent"])
         config = builder.make_config(**self.run.summary["agent_config"])
@@ -132,15 +132,15 @@ class FoldMarkets:
     test parts, the env settings and the annualization."""
 
     def __init__(self, run: runs.Run):
-        from environments import MarketSource, TradingEnv
+        from environments import EnvConfig, MarketSource, TradingEnv
 
         self.source = MarketSource(**run.summary["market"])
-        self.env_kwargs = dict(run.summary["env"], positions=tuple(run.summary["env"]["positions"]))
+        self.env_config = EnvConfig.from_dict(run.summary["env"])
         self.periods_per_year = float(run.summary["test"]["periods_per_year"])
         self.whole = self.source.whole_markets()
         splits = self.source.load()
         self.train, self.test = splits.train, splits.test
-        self.make_env = lambda market: TradingEnv(market, mode="eval", **self.env_kwargs)
+        self.make_env = lambda market: TradingEnv.from_config(market, self.env_config)
 
     def names(self) -> list[str]:
         return [pathlib.Path(market.source).stem for market in self.whole]

@@ -13,6 +13,8 @@ from environments.data.folds import Fold, FoldSizes, walk_forward
 from environments.data.market import MarketData, MarketDataError
 from environments.data.synthetic import gbm_market, ou_market, regime_market, synthetic_market
 from environments.data.universe import MarketSource, MarketSplits, path_seed
+from environments.envs.config import EnvConfig
+from environments.envs.factory import EnvFactory
 from environments.envs.trading import TradingEnv
 from environments.envs.vector import TradingVectorEnv
 from environments.evaluation.metrics import (buy_and_hold, evaluate_with_baselines, flat,
@@ -26,7 +28,7 @@ if ENV_ID not in gym.registry:
                  vector_entry_point="environments.envs.vector:TradingVectorEnv")
 
 __all__ = [
-    "ENV_ID", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
+    "ENV_ID", "EnvConfig", "EnvFactory", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
     "MarketSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
     "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "load_csv",
     "median_metrics", "ou_market", "path_seed", "plot_equity", "regime_market", "run_episode",

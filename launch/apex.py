@@ -2,11 +2,11 @@
 Ape-X DQN by default; `--agent=<name>` runs any agent of agents/registry.py.
 
 The flags (launch/flags.py) are checked into a `Setup` before anything starts
-(launch/setup.py); then the launch type runs: the actor-learner program of nodes for local_mt,
-local_mp and ray (launch/distributed.py), or one compiled program on this host's devices for
-anakin (launch/anakin.py). Either shows a live progress line, stops at the first limit reached
+(launch/run/setup.py); then the launch type runs: the actor-learner program of nodes for local_mt,
+local_mp and ray (launch/distributed/driver.py), or one compiled program on this host's devices for
+anakin (launch/anakin/driver.py). Either shows a live progress line, stops at the first limit reached
 (or on an error, Ctrl-C or SIGTERM), and leaves in the workdir: metrics.jsonl, TensorBoard
-events, eval plots, learner (and replay) checkpoints, and summary.json (launch/summary.py).
+events, eval plots, learner (and replay) checkpoints, and summary.json (launch/run/summary.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import logging  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
-from launch import progress  # noqa: E402
 from launch.flags import FLAGS  # noqa: E402
-from launch.setup import Setup, UsageError, make_setup  # noqa: E402
+from launch.run import progress  # noqa: E402
+from launch.run.setup import Setup, UsageError, make_setup  # noqa: E402
 
 # This module's own name when imported; "__main__" when run as a script.
 log = logging.getLogger("launch.apex")
@@ -47,10 +47,10 @@ def run(setup: Setup) -> int:
         file.write(setup.flags_text + "\n")
     log.info("workdir: %s", setup.workdir)
     if setup.launch_type == "anakin":
-        from launch import anakin
+        from launch.anakin import driver as anakin
 
         return anakin.run(setup)
-    from launch import distributed
+    from launch.distributed import driver as distributed
 
     return distributed.run(setup)
 

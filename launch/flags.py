@@ -1,8 +1,8 @@
-"""The launcher's command-line flags (absl); launch/setup.py checks them into a `Setup`."""
+"""The launcher's command-line flags (absl); launch/run/setup.py checks them into a `Setup`."""
 
 from absl import flags
 
-from launch.program import LAUNCH_TYPES
+from launch.distributed.program import LAUNCH_TYPES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("lp_launch_type", "local_mp", [*LAUNCH_TYPES, "anakin"],

@@ -228,7 +228,7 @@ def make_anakin(
             jax.random.split(update_key, sizes.updates_per_cycle), sizes.batch_size)  # [U, batch_size]
 
         # The updates always run and are dropped until the replay is ready: under vmap over seeds
-        # (as launch/anakin.py runs it) a lax.cond on the batched `ready` would run both branches
+        # (as launch/anakin/driver.py runs it) a lax.cond on the batched `ready` would run both branches
         # anyway, and tracing none saves a second trace of the updates. Only the learner and the
         # priorities are selected: the stored items are not copied.
         (learned, updated), update_metrics = jax.lax.scan(

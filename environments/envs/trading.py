@@ -8,18 +8,18 @@ the same settings shares.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from environments.envs.accounting import SCALAR, cost_table, settle
-from environments.data.features import NUM_FEATURES
 from environments.data.csv_loader import load_csv
+from environments.data.features import NUM_FEATURES
 from environments.data.market import MarketData
 from environments.data.synthetic import synthetic_market
+from environments.envs.accounting import SCALAR, cost_table, settle
+from environments.envs.config import EnvConfig
 
 DEFAULT_MARKET = dict(kind="ou", num_steps=4096, seed=0)  # used when no market is given
 _RING_STEPS = 128  # steps between compactions of a TradingEnv's recent-frames ring
@@ -27,21 +27,17 @@ _RING_STEPS = 128  # steps between compactions of a TradingEnv's recent-frames r
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TradingSetup:
-    """Validated settings plus the per-market arrays both TradingEnv and TradingVectorEnv use.
+    """A config (EnvConfig) and a mode applied to markets: the per-market arrays both
+    TradingEnv and TradingVectorEnv use, and JaxTradingEnv's params are made from.
 
     Several markets (a universe) are laid end to end: bar indices are global, market m owns
     bars offsets[m] .. offsets[m + 1] - 1, and no window or episode crosses a boundary.
     """
 
     markets: tuple[MarketData, ...]
-    window: int
-    positions: np.ndarray  # float64 [K] target position per action
-    trade_cost_rate: float  # (commission + half-spread) per unit of traded notional
-    borrow_rate: float  # per step, per unit of short notional
-    episode_length: int
-    mode: str
-    initial_value: float
-    risk_aversion: float  # kappa of the reward's variance penalty (environments/envs/accounting.py)
+    config: EnvConfig
+    mode: str  # "train" or "eval"
+    positions: np.ndarray  # float64 [K] target position per action, read-only
     # float32 [T, F], read-only: the markets' features end to end. With one market, its own
     # array (a view: memory-mapped from the data cache, so shared by every env and process).
     features: np.ndarray
@@ -50,6 +46,14 @@ class TradingSetup:
     first_steps: np.ndarray  # int64 [M]: first bar an episode may start at in each market
     last_steps: np.ndarray  # int64 [M]: each market's final bar (no action is taken there)
     start_counts: np.ndarray  # int64 [M + 1]: cumulative number of training start bars
+
+    # The config's settings, as the envs read them.
+    window = property(lambda self: self.config.window)
+    episode_length = property(lambda self: self.config.episode_length)
+    initial_value = property(lambda self: self.config.initial_value)
+    risk_aversion = property(lambda self: self.config.risk_aversion)  # accounting.py's kappa
+    trade_cost_rate = property(lambda self: self.config.trade_cost_rate)
+    borrow_rate = property(lambda self: self.config.borrow_rate)
 
     @property
     def market(self) -> MarketData:
@@ -81,7 +85,11 @@ class TradingSetup:
         return market, self.first_steps[market] + (k - self.start_counts[market])
 
 
-def _as_markets(market) -> tuple[MarketData, ...]:
+def as_markets(market: MarketData | Sequence[MarketData] | str | os.PathLike | None
+               ) -> tuple[MarketData, ...]:
+    """What TradingEnv's `market` argument may be (gymnasium's make passes it as given): one
+    MarketData, a non-empty sequence of them (a universe), a CSV path, or None (the default
+    synthetic market)."""
     if market is None:
         return (synthetic_market(**DEFAULT_MARKET),)
     if isinstance(market, (str, os.PathLike)):
@@ -95,39 +103,30 @@ def _as_markets(market) -> tuple[MarketData, ...]:
                     f"CSV path or None, got {type(market).__name__}")
 
 
-def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | None = None,
-               window: int = 32, positions: Sequence[float] = (-1.0, 0.0, 1.0),
-               commission_bps: float = 1.0, spread_bps: float = 1.0,
-               borrow_bps_per_step: float = 0.4, episode_length: int = 256, mode: str = "train",
-               initial_value: float = 1.0, risk_aversion: float = 0.0) -> TradingSetup:
-    markets = _as_markets(market)
-    if not (isinstance(window, (int, np.integer)) and window >= 1):
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
-    levels = np.asarray(positions, dtype=np.float64)
-    if levels.ndim != 1 or len(levels) < 1 or not np.isfinite(levels).all():
-        raise ValueError(f"positions must be a non-empty list of finite numbers, got {positions!r}")
-    if len(np.unique(levels)) != len(levels):
-        raise ValueError(f"positions must be distinct, got {positions!r}")
-    for name, value in (("commission_bps", commission_bps), ("spread_bps", spread_bps),
-                        ("borrow_bps_per_step", borrow_bps_per_step), ("risk_aversion", risk_aversion)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+def make_setup(markets: MarketData | Sequence[MarketData], config: EnvConfig = EnvConfig(),
+               mode: str = "train") -> TradingSetup:
+    """`config` applied to `markets` (one MarketData, or in mode "train" a universe) in `mode`;
+    ValueError naming what does not fit (a market too short for the window and episode)."""
+    if isinstance(markets, MarketData):
+        markets = (markets,)
+    markets = tuple(markets)
+    if not markets or not all(isinstance(m, MarketData) for m in markets):
+        raise TypeError(f"markets must be a MarketData or a non-empty sequence of them, got {markets!r:.80}")
+    if not isinstance(config, EnvConfig):
+        raise TypeError(f"config must be an EnvConfig, got {type(config).__name__}")
     if mode not in ("train", "eval"):
         raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     if mode == "eval" and len(markets) != 1:
         raise ValueError(f"mode='eval' walks one market, got {len(markets)}; make one eval env "
                          "per market")
-    if not (isinstance(episode_length, (int, np.integer)) and episode_length >= 1):
-        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-    if not (math.isfinite(initial_value) and initial_value > 0):
-        raise ValueError(f"initial_value must be a finite number > 0, got {initial_value!r}")
-    window, episode_length = int(window), int(episode_length)
+    window, episode_length = config.window, config.episode_length
     for one in markets:  # frames t-window+1..t all have a log return (bar 0 has none)
         if mode == "train":
             one.check_min_rows(window + episode_length + 1,
                                f"training with window={window} and episode_length={episode_length}")
         else:
             one.check_min_rows(window + 2, f"evaluation with window={window}")
+    levels = np.asarray(config.positions, dtype=np.float64)  # [K]
     lengths = np.array([len(one) for one in markets], dtype=np.int64)  # [M]
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # [M + 1]
     if len(markets) == 1:
@@ -145,13 +144,9 @@ def make_setup(market: MarketData | Sequence[MarketData] | str | os.PathLike | N
     start_counts = np.concatenate([[0], np.cumsum(starts_per_market)])
     start_counts.setflags(write=False)
     return TradingSetup(
-        markets=markets, window=window, positions=levels,
-        trade_cost_rate=(commission_bps + spread_bps) / 1e4,
-        borrow_rate=borrow_bps_per_step / 1e4, episode_length=episode_length, mode=mode,
-        initial_value=float(initial_value), risk_aversion=float(risk_aversion),
-        features=features, step_returns=step_returns,
-        offsets=offsets, first_steps=first_steps, last_steps=last_steps,
-        start_counts=start_counts,
+        markets=markets, config=config, mode=mode, positions=levels, features=features,
+        step_returns=step_returns, offsets=offsets, first_steps=first_steps,
+        last_steps=last_steps, start_counts=start_counts,
     )
 
 
@@ -183,9 +178,9 @@ class TradingEnv(gym.Env):
                  risk_aversion: float = 0.0, render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError(f"TradingEnv has no render modes, got render_mode={render_mode!r}")
-        self.setup = make_setup(market, window, positions, commission_bps, spread_bps,
-                                borrow_bps_per_step, episode_length, mode, initial_value,
-                                risk_aversion)
+        config = EnvConfig(window, positions, commission_bps, spread_bps,
+                           borrow_bps_per_step, episode_length, initial_value, risk_aversion)
+        self.setup = make_setup(as_markets(market), config, mode)
         setup = self.setup
         self.market = setup.market
         self.markets = setup.markets
@@ -217,6 +212,12 @@ class TradingEnv(gym.Env):
         self._value = setup.initial_value
         self._needs_reset = True
         self._market_index = 0
+
+    @classmethod
+    def from_config(cls, market: MarketData | Sequence[MarketData], config: EnvConfig,
+                    mode: str = "eval") -> "TradingEnv":
+        """The env of `config` on `market` (one market, or in mode "train" a universe)."""
+        return cls(market, mode=mode, **dataclasses.asdict(config))
 
     def _make_views(self) -> None:
         row_type = np.dtype((np.void, self.setup.features.itemsize * NUM_FEATURES))

@@ -9,6 +9,7 @@ its reset observation with reward 0 and terminated = truncated = False.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import gymnasium as gym
@@ -16,10 +17,11 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
-from environments.envs.accounting import cost_table, settle
 from environments.data.features import NUM_FEATURES
 from environments.data.market import MarketData
-from environments.envs.trading import make_setup
+from environments.envs.accounting import cost_table, settle
+from environments.envs.config import EnvConfig
+from environments.envs.trading import as_markets, make_setup
 
 _UNIFORMS_PER_REFILL = 64  # start-bar uniforms drawn per env at a time (same stream as TradingEnv)
 _RING_STEPS = 128  # steps between compactions of the recent-frames ring
@@ -46,7 +48,8 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         if env_kwargs.get("render_mode") is not None:
             raise ValueError("TradingVectorEnv has no render modes")
         env_kwargs.pop("render_mode", None)
-        self.setup = setup = make_setup(market, **env_kwargs)
+        mode = env_kwargs.pop("mode", "train")
+        self.setup = setup = make_setup(as_markets(market), EnvConfig(**env_kwargs), mode)
         self.market = setup.market
         self.markets = setup.markets
         self.num_envs = int(num_envs)
@@ -83,6 +86,12 @@ class TradingVectorEnv(gym.vector.VectorEnv):
         self._uniforms = np.zeros((B, _UNIFORMS_PER_REFILL))
         self._uniform_index = np.zeros(B, dtype=np.int64)
         self._reset_done = False
+
+    @classmethod
+    def from_config(cls, markets: MarketData | Sequence[MarketData], config: EnvConfig,
+                    num_envs: int = 1, mode: str = "train") -> "TradingVectorEnv":
+        """`num_envs` envs of `config` on `markets` (a universe in mode "train")."""
+        return cls(markets, num_envs=num_envs, mode=mode, **dataclasses.asdict(config))
 
     def _make_views(self) -> None:
         # Views of the setup's features, which are shared (never copied per env).

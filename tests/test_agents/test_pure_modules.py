@@ -25,8 +25,8 @@ PURE_MODULES = [
     "agents.apex_dqn.builder",
     "agents.impala.builder",
     "agents.registry",
-    "launch.setup",
-    "launch.anakin",
+    "launch.run.setup",
+    "launch.anakin.driver",
 ]
 
 

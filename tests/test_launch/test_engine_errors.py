@@ -1,6 +1,6 @@
 """Which error a run reports when a node's process is lost and the nodes calling it fail too.
 
-The shared wait/stop logic (launch/engine.py) runs on a scripted engine: its polls return the
+The shared wait/stop logic (launch/distributed/engine.py) runs on a scripted engine: its polls return the
 ends that Ray reports in either order, so the order is fixed here, not left to timing.
 """
 
@@ -9,8 +9,8 @@ import time
 import pytest
 import ray.exceptions as ray_exceptions
 
-from launch import engine
-from launch.ray_engine import _node_error
+from launch.distributed import engine
+from launch.distributed.ray_engine import _node_error
 
 
 class _Node:

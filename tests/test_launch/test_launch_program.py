@@ -8,8 +8,8 @@ import pytest
 import ray
 
 import toy_nodes
-from launch import program as lp
-from launch.ray_engine import KEPT_ARGUMENTS_BYTES, NodeClient
+from launch.distributed import program as lp
+from launch.distributed.ray_engine import KEPT_ARGUMENTS_BYTES, NodeClient
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

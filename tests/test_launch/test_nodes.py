@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from agents.registry import AGENTS
-from environments import MarketSource
-from launch import nodes
-from launch.recorder import Recorder
+from environments import EnvConfig, EnvFactory, MarketSource
+from launch.distributed import nodes
+from launch.run.recorder import Recorder
 
 LONG, SHORT = 2, 0  # actions of positions (-1, 0, 1)
 
@@ -50,7 +50,7 @@ class Learner:
 def make_evaluator(learner, source, run_dir):
     return nodes.EvaluatorNode(
         "constant_action", config=None, spec=None, learner=learner,
-        recorder=Recorder(str(run_dir)), market=source, env_kwargs=dict(window=2),
+        recorder=Recorder(str(run_dir)), envs=EnvFactory(source, EnvConfig(window=2)),
         eval_every=10, eval_dir=str(run_dir / "eval"), best_dir=str(run_dir.parent / "best"))
 
 

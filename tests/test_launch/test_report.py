@@ -1,6 +1,6 @@
 """The report printed when a run ends: returns as percentages, over the test span in years."""
 
-from launch import progress
+from launch.run import progress
 
 
 def summary(**test):

@@ -1,7 +1,7 @@
 """The local_mp and ray engines: one Ray actor (one OS process) per node.
 
 Ray starts, supervises and restarts the processes and carries the calls between nodes;
-see launch/program.py for the node protocol and the launch types.
+see launch/distributed/program.py for the node protocol and the launch types.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from launch.engine import DEFAULT_NODE_ENV, Launched, NodeError, ProgramLike
+from launch.distributed.engine import DEFAULT_NODE_ENV, Launched, NodeError, ProgramLike
 
 log = logging.getLogger(__name__)
 

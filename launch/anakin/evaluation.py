@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from launch import checkpoints
-from launch.nodes.evaluator import baselines, evaluation_record
+from environments import EnvFactory
+from launch.distributed.nodes.evaluator import baselines, evaluation_record
+from launch.run import checkpoints
 
 # The best.json keys kept for a selection (as EvaluatorNode keeps them).
 BEST_KEYS = ("learner_steps", "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe",
@@ -30,20 +31,16 @@ class SplitEvaluator:
     """One split's markets (validation or test): their stacked EnvParams, the compiled walk of
     S policies over them, and the host-side baselines (buy-and-hold, flat), computed once."""
 
-    def __init__(self, part: str, markets: list[Any], env_kwargs: dict, policy: Callable,
-                 periods_per_year: float | None):
+    def __init__(self, part: str, envs: EnvFactory, policy: Callable, periods_per_year: float | None):
         import jax
 
-        from environments import TradingEnv
         from environments.envs.jittable import eval_params, evaluate_policy
-        from environments.envs.trading import make_setup
 
         self.part = part
-        self.envs = [TradingEnv(market, mode="eval", **env_kwargs) for market in markets]
+        self.envs = envs.eval_envs(part)
         self._periods_per_year = periods_per_year
-        self.params = eval_params([make_setup(market, mode="eval", **env_kwargs)
-                                   for market in markets])
-        window = env_kwargs["window"]
+        self.params = eval_params(envs.eval_setups(part))
+        window = envs.config.window
 
         def walk(seed_params: Any, env_params: Any) -> Any:  # params [S, ...] -> EvalTrace [S, M, ...]
             return jax.vmap(lambda p: evaluate_policy(window, lambda obs: policy(p, obs),

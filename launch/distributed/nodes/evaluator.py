@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from agents.registry import get_builder
-from environments import MarketSource
-from launch import checkpoints
+from environments import EnvFactory
+from launch.run import checkpoints
 
 
 class EvaluatorNode:
@@ -35,8 +35,7 @@ class EvaluatorNode:
         spec: Any,
         learner: Any,
         recorder: Any,
-        market: MarketSource,
-        env_kwargs: Mapping[str, Any],
+        envs: EnvFactory,
         eval_every: int,
         eval_dir: str,
         best_dir: str,
@@ -44,11 +43,8 @@ class EvaluatorNode:
         report_test_curve: bool = False,
         poll_s: float = 1.0,
     ):
-        from environments import TradingEnv
-
         self._policy = get_builder(agent).make_eval_policy(config, spec)
-        self._envs = {part: [TradingEnv(m, mode="eval", **env_kwargs) for m in market.split(part)]
-                      for part in ("validation", "test")}
+        self._envs = {part: envs.eval_envs(part) for part in ("validation", "test")}
         self._learner = learner
         self._recorder = recorder
         self._eval_every = eval_every

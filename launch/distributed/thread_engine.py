@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import Any
 
-from launch.engine import Launched, NodeError, ProgramLike
+from launch.distributed.engine import Launched, NodeError, ProgramLike
 
 
 class ThreadLaunched(Launched):

@@ -26,8 +26,7 @@ class Setup:
     config: Any  # the agent's config dataclass
     spec: Any  # agents.specs.EnvironmentSpec of the training env
     data: str
-    market: Any  # an environments.MarketSource
-    env_kwargs: dict
+    envs: Any  # environments.EnvFactory: the run's markets and the one EnvConfig of its envs
     workdir: str
     periods_per_year: float | None  # None: inferred from each market's bars
     annualization: str  # how the test split is annualized, for the user
@@ -87,7 +86,7 @@ def make_setup(flags: Any) -> Setup:
     embargo = _check_folds(flags)
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
-    from environments import MarketDataError, MarketSource, TradingEnv, TradingVectorEnv
+    from environments import EnvConfig, EnvFactory, MarketDataError, MarketSource
     from environments.evaluation.metrics import infer_periods_per_year
 
     market = MarketSource(
@@ -107,18 +106,17 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"--data={flags.data}: {error.strerror}") from None
     except (MarketDataError, ValueError) as error:
         raise UsageError(f"{data_flags}: {error}") from None
-    env_kwargs = dict(window=flags.window, episode_length=flags.episode_length,
-                      commission_bps=flags.commission_bps, spread_bps=flags.spread_bps,
-                      borrow_bps_per_step=flags.borrow_bps_per_step, positions=tuple(positions),
-                      risk_aversion=flags.risk_aversion)
     env_flags = " ".join(f"--{name}={getattr(flags, name)}" for name in (
         "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step",
         "risk_aversion"))
     try:
-        train_env = TradingVectorEnv(list(splits.train), num_envs=1, mode="train", **env_kwargs)
+        envs = EnvFactory(market, EnvConfig(
+            window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
+            spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
+            episode_length=flags.episode_length, risk_aversion=flags.risk_aversion))
+        train_env = envs.train_vector(num_envs=1)
         for part in ("validation", "test"):
-            for one in splits.part(part):
-                TradingEnv(one, mode="eval", **env_kwargs)
+            envs.eval_setups(part)
     except (MarketDataError, ValueError) as error:
         raise UsageError(f"{env_flags} --positions={','.join(flags.positions)} "
                          f"--data={flags.data}: {error}") from None
@@ -135,7 +133,7 @@ def make_setup(flags: Any) -> Setup:
     return Setup(
         launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
         agent_preset=flags.agent_preset, builder=builder, config=config, spec=spec,
-        data=flags.data, market=market, env_kwargs=env_kwargs, workdir=workdir,
+        data=flags.data, envs=envs, workdir=workdir,
         periods_per_year=periods_per_year, annualization=annualization, seed=flags.seed,
         num_seeds=flags.num_seeds, num_actors=flags.num_actors,
         envs_per_actor=flags.envs_per_actor, max_learner_steps=flags.max_learner_steps,
@@ -151,7 +149,7 @@ def _check_workdir(flags: Any) -> str:
         "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{flags.agent}"))
     learner_dir = os.path.join(workdir, "checkpoints", "learner")
     if flags.restore:
-        from launch import checkpoints
+        from launch.run import checkpoints
 
         if not flags.workdir:
             raise UsageError("--restore needs --workdir, the folder of the run to continue")

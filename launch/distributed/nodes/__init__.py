@@ -6,9 +6,9 @@ environments API; none knows how it was launched. Clients of other nodes arrive 
 constructor arguments (the objects themselves under local_mt, Ray clients otherwise).
 """
 
-from launch.nodes.actor import ActorNode, VariableSourceClient, actor_seed
-from launch.nodes.evaluator import EvaluatorNode
-from launch.nodes.learner import LearnerNode, ReplayNode
+from launch.distributed.nodes.actor import ActorNode, VariableSourceClient, actor_seed
+from launch.distributed.nodes.evaluator import EvaluatorNode
+from launch.distributed.nodes.learner import LearnerNode, ReplayNode
 
 __all__ = ["ActorNode", "EvaluatorNode", "LearnerNode", "ReplayNode", "VariableSourceClient",
            "actor_seed"]

@@ -2,9 +2,9 @@
 
 A node is a constructor plus its arguments; an argument may be the `Handle` of another node,
 which the engine turns into that node's client. Nodes never know how they were launched:
-- `local_mt` (launch/thread_engine.py): every node is built in this process and runs in a
+- `local_mt` (launch/distributed/thread_engine.py): every node is built in this process and runs in a
   thread; a client is the node object itself.
-- `local_mp` (launch/ray_engine.py): every node is its own OS process, through a local Ray
+- `local_mp` (launch/distributed/ray_engine.py): every node is its own OS process, through a local Ray
   instance this program starts (dashboard off, Ray's token authentication left on); a client
   is a `NodeClient` whose method calls are Ray actor calls.
 - `ray`: as `local_mp`, joining an existing Ray cluster at `ray_address`.
@@ -31,9 +31,9 @@ import dataclasses
 from typing import Any, Callable, Iterator, Mapping
 
 # NodeError, Outcome and Launched are part of this module's interface (`lp.NodeError`).
-from launch.engine import Launched, NodeError, Outcome  # noqa: F401
-from launch.ray_engine import RayLaunched
-from launch.thread_engine import ThreadLaunched
+from launch.distributed.engine import Launched, NodeError, Outcome  # noqa: F401
+from launch.distributed.ray_engine import RayLaunched
+from launch.distributed.thread_engine import ThreadLaunched
 
 LAUNCH_TYPES = ("local_mt", "local_mp", "ray")
 

@@ -9,8 +9,8 @@ import os
 import sys
 from typing import Any
 
-from launch import checkpoints, progress
-from launch.setup import Setup
+from launch.run import checkpoints, progress
+from launch.run.setup import Setup
 
 # What summary.json's "test" holds of the evaluator's test record.
 TEST_KEYS = (
@@ -73,9 +73,8 @@ def common(setup: Setup, launch_type: str, stop_reason: str) -> dict[str, Any]:
         "num_actors": setup.num_actors,
         "envs_per_actor": setup.envs_per_actor,
         "data": setup.data,
-        "market": dataclasses.asdict(setup.market),
-        "env": {key: list(value) if isinstance(value, tuple) else value
-                for key, value in setup.env_kwargs.items()},
+        "market": dataclasses.asdict(setup.envs.source),
+        "env": setup.envs.config.as_dict(),
         "annualization": setup.annualization,
         "stop_reason": stop_reason,
     }

@@ -12,8 +12,8 @@ import numpy as np
 
 from agents import core
 from agents.registry import get_builder
-from environments import MarketSource
-from launch.recorder import LOG_EVERY_S
+from environments import EnvFactory
+from launch.run.recorder import LOG_EVERY_S
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,10 @@ class ActorNode:
         actor_id: int,
         num_actors: int,
         seed: int,
-        market: MarketSource,
+        envs: EnvFactory,
         envs_per_actor: int,
-        env_kwargs: Mapping[str, Any],
     ):
         from agents.environment_loop import EnvironmentLoop
-        from environments import TradingVectorEnv
 
         builder = get_builder(agent)
         self._label = f"actor_{actor_id}"
@@ -77,8 +75,7 @@ class ActorNode:
         self._stop = threading.Event()
         self.incarnation = int(recorder.register(self._label))
         self.seed = actor_seed(seed, actor_id, self.incarnation)
-        self._env = TradingVectorEnv(list(market.split("train")), num_envs=envs_per_actor,
-                                     mode="train", **env_kwargs)
+        self._env = envs.train_vector(envs_per_actor)
         self._variable_source = VariableSourceClient(learner)
         self._actor = builder.make_actor(
             config, spec, self._variable_source, replay.address(), actor_id, num_actors, self.seed

@@ -8,16 +8,17 @@ import os
 import time
 from typing import Any
 
-from launch import nodes, progress, summary
-from launch.program import Program, launch
-from launch.recorder import Recorder
-from launch.setup import Setup
+from launch.distributed import nodes
+from launch.distributed.program import Program, launch
+from launch.run import progress, summary
+from launch.run.recorder import Recorder
+from launch.run.setup import Setup
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 3.0  # a node's run() returns within a step (or an evaluation) when nothing blocks it
 # Node processes import the code from the repository this module lives in.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build_program(setup: Setup) -> Program:
@@ -39,7 +40,7 @@ def build_program(setup: Setup) -> Program:
     )
     program.add_node(
         "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
-        market=setup.market, env_kwargs=setup.env_kwargs, eval_every=setup.eval_every,
+        envs=setup.envs, eval_every=setup.eval_every,
         eval_dir=os.path.join(workdir, "eval"), best_dir=os.path.join(workdir, "checkpoints", "best"),
         periods_per_year=setup.periods_per_year, report_test_curve=setup.report_test_curve,
         num_cpus=0,
@@ -49,7 +50,7 @@ def build_program(setup: Setup) -> Program:
         program.add_node(
             f"actor_{actor_id}", nodes.ActorNode, **common, learner=learner, replay=replay,
             recorder=recorder, actor_id=actor_id, num_actors=setup.num_actors, seed=seed,
-            market=setup.market, envs_per_actor=setup.envs_per_actor, env_kwargs=setup.env_kwargs,
+            envs=setup.envs, envs_per_actor=setup.envs_per_actor,
             num_cpus=1, max_restarts=-1, env_vars=actor_env,
         )
     return program

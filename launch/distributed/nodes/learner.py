@@ -12,9 +12,9 @@ import time
 from typing import Any, Mapping, Sequence
 
 from agents.registry import get_builder
-from launch import checkpoints
-from launch.ray_engine import node_host
-from launch.recorder import LOG_EVERY_S
+from launch.distributed.ray_engine import node_host
+from launch.run import checkpoints
+from launch.run.recorder import LOG_EVERY_S
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ make_anakin; `--num_seeds` agents at once (vmap), each selected on validation, t
 
 `pmap` over jax.local_devices() (axis "device": each device its own envs and replay shard,
 gradients averaged) of `vmap` over seeds (their own parameters, replay, envs, exploration).
-The workdir gets what the other launch types write (launch/distributed.py): metrics.jsonl and
-TensorBoard (launch/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
+The workdir gets what the other launch types write (launch/distributed/driver.py): metrics.jsonl and
+TensorBoard (launch/run/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
 --restore continues it exactly), best parameters per seed, and summary.json.
 """
 
@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from launch import anakin_eval, checkpoints, progress, summary
-from launch.engine import catch_signals
-from launch.recorder import LOG_EVERY_S, Recorder
-from launch.setup import Setup, UsageError
+from launch.anakin import evaluation as anakin_eval
+from launch.distributed.engine import catch_signals
+from launch.run import checkpoints, progress, summary
+from launch.run.recorder import LOG_EVERY_S, Recorder
+from launch.run.setup import Setup, UsageError
 
 log = logging.getLogger(__name__)
 AXIS = "device"  # the pmap axis name the agent averages its gradients over
@@ -37,11 +38,9 @@ class Program:
 
         from agents import core
         from environments.envs.jittable import JaxTradingEnv
-        from environments.envs.trading import make_setup
 
         self.devices = jax.local_devices()
-        self.env = JaxTradingEnv(make_setup(list(setup.market.split("train")), mode="train",
-                                            **setup.env_kwargs))
+        self.env = JaxTradingEnv(setup.envs.train_setup())
         if not hasattr(setup.builder, "make_anakin"):
             raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
                              "run under --lp_launch_type=anakin (use local_mt or local_mp)")
@@ -123,8 +122,7 @@ def run(setup: Setup) -> int:
     start = time.monotonic()
     program = Program(setup)
     policy = setup.builder.make_eval_policy(setup.config, setup.spec)
-    splits = {part: anakin_eval.SplitEvaluator(part, list(setup.market.split(part)),
-                                               setup.env_kwargs, policy, setup.periods_per_year)
+    splits = {part: anakin_eval.SplitEvaluator(part, setup.envs, policy, setup.periods_per_year)
               for part in ("validation", "test")}
     run = Run(setup.eval_every)
     # A Ctrl-C or SIGTERM from here on (compiling included) stops the run after its next cycle,
@@ -232,7 +230,7 @@ class Run:
         self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
         self.run_s = 0.0
         self.reason: str | None = None
-        self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.engine.catch_signals)
+        self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.distributed.engine.catch_signals)
 
 
 def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:

@@ -1,7 +1,7 @@
 """What every engine shares: node errors, and `Launched`, the running program's wait, stop and
-close logic on top of each engine's few primitives (launch/thread_engine.py, ray_engine.py).
+close logic on top of each engine's few primitives (launch/distributed/thread_engine.py, ray_engine.py).
 
-An engine sees a program only through `ProgramLike`/`NodeLike` (launch/program.py declares
+An engine sees a program only through `ProgramLike`/`NodeLike` (launch/distributed/program.py declares
 them), so this module imports no other module of launch/.
 """
 
@@ -31,7 +31,7 @@ LOST_NODE_SETTLE_S = 5.0
 
 
 class NodeLike(Protocol):
-    """A declared node as an engine uses it (launch.program.Node)."""
+    """A declared node as an engine uses it (launch.distributed.program.Node)."""
 
     label: str
     constructor: Callable[..., Any]
