@@ -49,7 +49,7 @@ class Run:
             return self
         seed = seeds[index]
         summary = dict(self.summary, seed=seed["seed"], validation=seed["validation"],
-                       test=seed["test"], eval=seed["test"])
+                       test=seed["test"])
         records = []
         for record in self.records:
             if record["node"] == "evaluator":
@@ -63,8 +63,9 @@ class Run:
     def first_step_time(self) -> float | None:
         """time.time() of the first learner update: anakin's summary has it; the learner node
         logs a record right after its first step."""
-        if self.summary.get("first_step_time"):
-            return self.summary["first_step_time"]
+        first = self.summary.get("launch", {}).get("first_step_time")
+        if first:
+            return first
         for record in self.node_records("learner"):
             if record.get("learner/learner_steps", 0) > (self.summary.get("restored_from_step") or 0):
                 return record["time"]

@@ -1,11 +1,10 @@
 """--lp_launch_type=anakin: the env, acting, replay and updates of an agent in one compiled
-training cycle on this host's devices (Podracer's Anakin), for any agent whose builder offers
-make_anakin; `--num_seeds` agents at once (vmap), each selected on validation, tested once.
+training cycle on this host's devices (launch/anakin/program.py), for any agent whose builder
+offers make_anakin; `--num_seeds` agents at once (vmap), each selected on validation and tested
+once by the run layer (launch/run/selection.py).
 
-`pmap` over jax.local_devices() (axis "device": each device its own envs and replay shard,
-gradients averaged) of `vmap` over seeds (their own parameters, replay, envs, exploration).
-The workdir gets what the other launch types write (launch/distributed/driver.py): metrics.jsonl and
-TensorBoard (launch/run/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
+The workdir gets what the other launch types write: metrics.jsonl and TensorBoard
+(launch/run/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
 --restore continues it exactly), best parameters per seed, and summary.json.
 """
 
@@ -18,96 +17,33 @@ from typing import Any
 
 import numpy as np
 
-from launch.anakin import evaluation as anakin_eval
-from launch.distributed.engine import catch_signals
+from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection
+from launch.anakin.program import Program
 from launch.run import checkpoints, progress, summary
+from launch.run.limits import CheckpointCadence, catch_signals
 from launch.run.recorder import LOG_EVERY_S, Recorder
+from launch.run.selection import next_evaluation
 from launch.run.setup import Setup, UsageError
 
 log = logging.getLogger(__name__)
-AXIS = "device"  # the pmap axis name the agent averages its gradients over
 VIEW_EVERY_S = 0.5  # progress line updates (a cycle takes milliseconds)
 
 
-class Program:
-    """The compiled functions of one Anakin run: init, train_step, counters, policy params,
-    all as pmap(vmap(...)) over [devices, seeds]."""
+class Run:
+    """The counters and timings of the training loop."""
 
     def __init__(self, setup: Setup):
-        import jax
-
-        from agents import core
-        from environments.envs.jittable import JaxTradingEnv
-
-        self.devices = jax.local_devices()
-        self.env = JaxTradingEnv(setup.envs.train_setup())
-        if not hasattr(setup.builder, "make_anakin"):
-            raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
-                             "run under --lp_launch_type=anakin (use local_mt or local_mp)")
-        # One device: jit, with a device axis of 1 kept by vmap (a one-device pmap made the
-        # Ape-X cycle 25-35% slower, BUILD.md); pmap and gradients averaged from 2 devices on.
-        many = len(self.devices) > 1
-        try:
-            agent = setup.builder.make_anakin(setup.config, setup.spec,
-                                              core.FunctionalEnv(self.env.reset, self.env.step, self.env.observation_ref,
-                                                                 self.env.observation_from_ref),
-                                              AXIS if many else None)
-        except ValueError as error:
-            raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None
-        self.agent = agent
-
-        def per_seed(fn: Any, donate: bool = False) -> Any:  # [devices, seeds, ...] in and out
-            seeds = jax.vmap(fn, in_axes=(0, None))
-            if many:
-                return jax.pmap(seeds, axis_name=AXIS, in_axes=(0, None),
-                                donate_argnums=(0,) if donate else ())
-            return jax.jit(jax.vmap(seeds, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
-
-        self.init = per_seed(agent.init)
-        self.train_step = per_seed(agent.train_step, donate=True)
-        counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
-        self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
-        # The policy parameters [D, S, ...] of every device (identical on every device); with one
-        # device [S, ...], sliced inside jit so that the rest of the state (the replay) is not copied.
-        seed_params = jax.vmap(agent.policy_params)
-        self.policy_params = (jax.pmap(seed_params) if many else
-                              jax.jit(lambda state: seed_params(jax.tree.map(lambda x: x[0], state))))
-        self._many = many
-        seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
-        keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device
-        self.keys = np.broadcast_to(np.asarray(keys), (len(self.devices),) + keys.shape)
-
-    def compile(self, splits: list[anakin_eval.SplitEvaluator]) -> None:
-        """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
-        training. Tracing holds the interpreter lock and XLA's compilation does not, so this
-        thread traces and lowers, the cycle first (the longest), while a pool compiles what is
-        lowered: a cold start waits for the cycle's tracing and compilation, not for the sum of
-        them all. The splits' baselines (Python) run while the cycle compiles."""
-        from concurrent import futures
-
-        import jax
-
-        state = jax.eval_shape(self.init, self.keys, self.env.params)  # [D, S, ...] shapes
-        with futures.ThreadPoolExecutor(max_workers=2) as pool:
-            done = [pool.submit(self.train_step.lower(state, self.env.params).compile),
-                    pool.submit(self.init.lower(self.keys, self.env.params).compile)]
-            done += [pool.submit(fn.lower(state).compile) for fn in (self.counters, self.policy_params)]
-            params = jax.eval_shape(self.policy_params, state)
-            if self._many:
-                params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
-            for split in splits:
-                split.compile(params)
-                split.references  # noqa: B018  (computed once, kept)
-            for future in done:
-                future.result()
-
-    def seed_params(self, state: Any) -> Any:
-        """[S] policy parameters as host arrays (device 0's: identical on every device), which
-        outlive `state`'s buffers (the next cycle reuses them)."""
-        import jax
-
-        params = self.policy_params(state)
-        return jax.device_get(jax.tree.map(lambda x: x[0], params) if self._many else params)
+        self.restored_step = 0
+        self.cadence = CheckpointCadence(setup.checkpoint_every)
+        self.learner_steps = 0  # each seed's (the seeds step together)
+        self.env_steps = 0  # all seeds, all devices
+        self.next_eval = setup.eval_every
+        self.compile_s: float | None = None
+        self.first_step_time: float | None = None
+        self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
+        self.run_s = 0.0
+        self.reason: str | None = None
+        self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.run.limits.catch_signals)
 
 
 def run(setup: Setup) -> int:
@@ -122,9 +58,9 @@ def run(setup: Setup) -> int:
     start = time.monotonic()
     program = Program(setup)
     policy = setup.builder.make_eval_policy(setup.config, setup.spec)
-    splits = {part: anakin_eval.SplitEvaluator(part, setup.envs, policy, setup.periods_per_year)
+    splits = {part: SplitEvaluator(part, setup.envs, policy, setup.periods_per_year)
               for part in ("validation", "test")}
-    run = Run(setup.eval_every)
+    run = Run(setup)
     # A Ctrl-C or SIGTERM from here on (compiling included) stops the run after its next cycle,
     # which then writes its checkpoints and summary as at any limit.
     with catch_signals(run.received):
@@ -134,32 +70,40 @@ def run(setup: Setup) -> int:
         run.compile_s = time.monotonic() - compile_start
         log.info("compiled in %.1f s (%d device(s), %d seed(s))", run.compile_s,
                  len(program.devices), setup.num_seeds)
-        eval_dir = os.path.join(setup.workdir, "eval")
-        os.makedirs(eval_dir, exist_ok=True)
+        os.makedirs(os.path.join(setup.workdir, "eval"), exist_ok=True)
         recorder = Recorder(setup.workdir)
-        selection = anakin_eval.Selection(anakin_eval.best_dirs(setup.workdir, setup.num_seeds))
-        validations = anakin_eval.Validations(splits["validation"], selection, recorder, eval_dir,
-                                              splits["test"] if setup.report_test_curve else None)
+        selection = model_selection(setup.workdir, setup.num_seeds, splits, recorder,
+                                    setup.report_test_curve)
+        validations = Validations(selection)
         try:
             state = _train(setup, program, run, validations, recorder)
-            if run.saved_step != run.learner_steps:
+            if run.cadence.due_at_end(run.learner_steps):
                 checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
             # The final parameters compete on validation, then each seed's selection is tested once.
             if validations.submitted_step != run.learner_steps:
                 validations.submit(run.learner_steps, program.seed_params(state), final=True)
             validations.finish()
-            tests = _test(splits["test"], selection, setup.num_seeds, jax)
-            splits["test"].plot(os.path.join(eval_dir, "test_equity.png"), tests)
-            test_record = anakin_eval.median_record(tests)
-            recorder.write("test", test_record, step=run.learner_steps)
+            tests = selection.test()
         finally:
             validations.close()
             recorder.close()
-    return _finish(setup, run, start, selection, validations.last_records, tests, test_record,
-                   len(program.devices))
+    validation, test, seeds = summary.selection(setup, selection.best, selection.last_records, tests)
+    return summary.finish(setup, summary.build(
+        setup, launch_type="anakin", stop_reason=run.reason,
+        counts=summary.Counts(env_steps=run.env_steps, learner_steps=run.learner_steps,
+                              restored_step=run.restored_step, replay_items=run.replay_items,
+                              wall_s=time.monotonic() - start, run_s=run.run_s),
+        validation=validation, test=test,
+        launch={
+            "num_devices": len(program.devices),
+            "compile_s": round(run.compile_s, 2),  # compiling the cycle, init and evaluation, before training
+            "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
+            "pid": os.getpid(),
+        },
+        errors=[], seeds=seeds))
 
 
-def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.Validations,
+def _train(setup: Setup, program: Program, run: Run, validations: Validations,
            recorder: Recorder) -> Any:
     """The training loop, from the initial (or restored) state to the first limit or signal;
     submits the evaluations, writes the learner checkpoints and records; returns the state."""
@@ -168,8 +112,9 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
     state = program.init(program.keys, program.env.params)
     if setup.restore:
         run.restored_step, state = _restore(setup, state, len(program.devices))
-        run.saved_step = run.learner_steps = run.restored_step
-        run.next_eval = (run.restored_step // setup.eval_every + 1) * setup.eval_every
+        run.cadence.saved(run.restored_step)
+        run.learner_steps = run.restored_step
+        run.next_eval = next_evaluation(run.restored_step, setup.eval_every)
 
     def log_learner(step_metrics: dict) -> None:
         metrics = {key: float(np.median(value))  # the median over devices and seeds
@@ -179,7 +124,7 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
                        step=run.learner_steps)
 
     last_log = last_view = 0.0
-    with progress.ProgressLine(setup.max_seconds) as view:
+    with progress.ProgressLine(setup.limits.max_seconds) as view:
         running_since = time.monotonic()
         while True:
             state, step_metrics = program.train_step(state, program.env.params)
@@ -189,24 +134,21 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
                 run.first_step_time = time.time()  # the first update is done
             if run.learner_steps >= run.next_eval:  # on the validations' thread
                 validations.submit(run.learner_steps, program.seed_params(state))
-                run.next_eval = (run.learner_steps // setup.eval_every + 1) * setup.eval_every
-            if (setup.checkpoint_every and run.learner_steps // setup.checkpoint_every
-                    > max(run.saved_step, 0) // setup.checkpoint_every):
+                run.next_eval = next_evaluation(run.learner_steps, setup.eval_every)
+            if run.cadence.due(run.learner_steps):
                 checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
-                run.saved_step = run.learner_steps
+                run.cadence.saved(run.learner_steps)
             now = time.monotonic()
             if now - last_log >= LOG_EVERY_S:
                 log_learner(step_metrics)
                 last_log = now
             if now - last_view >= VIEW_EVERY_S:
                 run.replay_items = _replay_items(step_metrics, jax)
-                view.update(now - running_since, {
-                    "env_steps": run.env_steps, "learner_steps": run.learner_steps,
-                    "replay_items": run.replay_items, "mean_param_lag": 0.0,
-                    "eval": validations.last_record}, run.restored_step)
+                view.update(now - running_since, run.env_steps, run.learner_steps,
+                            validations.selection.last_record, run.replay_items)
                 last_view = now
-            run.reason = _limit(setup, run.learner_steps, run.env_steps // setup.num_seeds,
-                                now - running_since, run.received)
+            run.reason = setup.limits.reason(run.learner_steps, run.env_steps // setup.num_seeds,
+                                             now - running_since, run.received)
             if run.reason:
                 break
     run.run_s = time.monotonic() - running_since
@@ -214,23 +156,6 @@ def _train(setup: Setup, program: Program, run: "Run", validations: anakin_eval.
     log.info("stopping: %s", run.reason)
     log_learner(step_metrics)
     return state
-
-
-class Run:
-    """The counters and timings of the training loop."""
-
-    def __init__(self, eval_every: int):
-        self.restored_step = 0
-        self.saved_step = -1
-        self.learner_steps = 0  # each seed's (the seeds step together)
-        self.env_steps = 0  # all seeds, all devices
-        self.next_eval = eval_every
-        self.compile_s: float | None = None
-        self.first_step_time: float | None = None
-        self.replay_items: int | None = None  # in one seed's in-graph replay, all devices
-        self.run_s = 0.0
-        self.reason: str | None = None
-        self.received: list[str] = []  # SIGINT / SIGTERM caught (launch.distributed.engine.catch_signals)
 
 
 def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:
@@ -250,90 +175,9 @@ def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:
     return step, jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, initial))
 
 
-def _limit(setup: Setup, learner_steps: int, env_steps: int, elapsed: float,
-           received: list[str]) -> str | None:
-    if received:
-        return f"interrupted ({received[0]})"
-    if setup.max_learner_steps and learner_steps >= setup.max_learner_steps:
-        return f"limit: max_learner_steps={setup.max_learner_steps}"
-    if setup.max_env_steps and env_steps >= setup.max_env_steps:
-        return f"limit: max_env_steps={setup.max_env_steps}"
-    if setup.max_seconds and elapsed >= setup.max_seconds:
-        return f"limit: max_seconds={setup.max_seconds:g}"
-    return None
-
-
-def _test(split: anakin_eval.SplitEvaluator, selection: anakin_eval.Selection, num_seeds: int,
-          jax: Any) -> list[dict[str, Any]]:
-    """Each seed's selected parameters on the test markets, once."""
-    params = [selection.params(s) for s in range(num_seeds)]
-    tests = split.evaluate(jax.tree.map(lambda *leaves: np.stack(leaves), *params))  # [S, ...]
-    for s, record in enumerate(tests):
-        record.update(learner_steps=selection.best[s]["learner_steps"],
-                      selected_by="best validation sharpe")
-    return tests
-
-
-def _finish(setup: Setup, run: Run, start: float, selection: anakin_eval.Selection,
-            last_records: list[dict], tests: list[dict], test_record: dict, num_devices: int) -> int:
-    seeds = []
-    for s in range(setup.num_seeds):
-        final = anakin_eval.loggable(last_records[s]) if last_records else {}
-        seeds.append({"seed": setup.seed + s,
-                      "validation": summary.validation_metrics(selection.best[s] or {}, final, {}),
-                      "test": summary.test_metrics(anakin_eval.loggable(tests[s]))})
-    validation = {key: _median([seed["validation"][key] for seed in seeds])
-                  for key in seeds[0]["validation"]}
-    test_metrics = summary.test_metrics(test_record)
-    if setup.num_seeds > 1:
-        test_metrics["sharpe_by_seed"] = [seed["test"]["sharpe"] for seed in seeds]
-        validation["best_sharpe_by_seed"] = [seed["validation"]["best_sharpe"] for seed in seeds]
-        validation["learner_steps_by_seed"] = [seed["validation"]["learner_steps"] for seed in seeds]
-    run_s = run.run_s
-    return summary.finish(setup, {
-        **summary.common(setup, "anakin", run.reason),
-        "num_actors": 0,  # no actor nodes: each device steps its envs in the compiled cycle
-        "envs_per_actor": None,
-        "num_seeds": setup.num_seeds,
-        "num_devices": num_devices,
-        "env_steps": run.env_steps,  # all seeds, all devices
-        "learner_steps": run.learner_steps,  # each seed's
-        "restored_from_step": run.restored_step if setup.restore else None,
-        "restored_replay_items": None,
-        "wall_s": round(time.monotonic() - start, 2),
-        "run_s": round(run_s, 2),
-        "compile_s": round(run.compile_s, 2),  # compiling the cycle, init and evaluation, before training
-        "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
-        "env_steps_per_s": run.env_steps / run_s if run_s > 0 else 0.0,
-        "learner_steps_per_s": (run.learner_steps - run.restored_step) / run_s if run_s > 0 else 0.0,
-        "replay_items": run.replay_items,  # in each seed's in-graph replay (None: it has none)
-        "actor_pids": [],
-        "env_steps_by_actor_process": {},
-        "actor_restarts": 0,
-        "node_pids": {"anakin": [os.getpid()]},
-        "param_syncs": 0,
-        "mean_param_lag": 0.0,  # acting always uses the newest parameters
-        "validation": validation,
-        "test": test_metrics,
-        "eval": test_metrics,  # the test result, under its older name
-        "seeds": seeds,
-        "errors": [],
-        "workdir": setup.workdir,
-    })
-
-
 def _replay_items(step_metrics: dict, jax: Any) -> int | None:
     """Items in one seed's in-graph replay, over all devices (an agent without a replay, such as
     IMPALA's rollouts, reports no `replay_size`: None). The seeds' replays fill alike."""
     if "replay_size" not in step_metrics:
         return None
     return int(np.asarray(jax.device_get(step_metrics["replay_size"]))[:, 0].sum())
-
-
-def _median(values: list[Any]) -> Any:
-    """The median of numbers (an int when they all are and it is whole); else the first."""
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(numbers) != len(values) or not numbers:
-        return values[0] if values else None
-    median = float(np.median(numbers))
-    return int(median) if all(isinstance(v, int) for v in numbers) and median.is_integer() else median

@@ -1,5 +1,7 @@
 """The actor-learner program of any agent (local_mt, local_mp, ray): its nodes built from the
-agent's builder, launched, watched until the first limit, stopped, and summarized."""
+agent's builder, launched, watched until the first limit (launch/run/limits.py), stopped, and
+summarized (launch/run/summary.py). Model selection runs in the evaluator node
+(launch/run/selection.py)."""
 
 from __future__ import annotations
 
@@ -34,14 +36,13 @@ def build_program(setup: Setup) -> Program:
     )
     learner = program.add_node(
         "learner", nodes.LearnerNode, **common, replay=replay, recorder=recorder, seed=seed,
-        checkpoint_dir=setup.learner_dir, max_learner_steps=setup.max_learner_steps,
+        checkpoint_dir=setup.learner_dir, max_learner_steps=setup.limits.max_learner_steps,
         checkpoint_every=setup.checkpoint_every, restore=setup.restore,
         num_cpus=1, num_gpus="auto", max_concurrency=4 + 2 * setup.num_actors,
     )
     program.add_node(
         "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
-        envs=setup.envs, eval_every=setup.eval_every,
-        eval_dir=os.path.join(workdir, "eval"), best_dir=os.path.join(workdir, "checkpoints", "best"),
+        envs=setup.envs, eval_every=setup.eval_every, workdir=workdir,
         periods_per_year=setup.periods_per_year, report_test_curve=setup.report_test_curve,
         num_cpus=0,
     )
@@ -62,38 +63,37 @@ def run(setup: Setup) -> int:
     start = time.monotonic()
     program = build_program(setup)
     launched = launch(program, setup.launch_type, ray_address=setup.ray_address, code_dir=REPO_ROOT)
+    limits = setup.limits
     with launched:
         clients = launched.clients
         recorder, replay = clients["recorder"], clients["replay"]
         running_since = time.monotonic()
         restored_replay_items = replay.size()
         restored_step = clients["learner"].learner_steps()
-        view = progress.ProgressLine(setup.max_seconds)
-        state: dict[str, Any] = {"totals": summary.totals([]), "polled": 0.0}
+        view = progress.ProgressLine(limits.max_seconds, param_lag=True)
+        state: dict[str, Any] = {"totals": _totals([]), "polled": 0.0}
 
         def refresh() -> dict[str, Any]:
             if time.monotonic() - state["polled"] >= 1.0:
-                state["totals"] = summary.totals(recorder.latest())
+                state["totals"] = _totals(recorder.latest())
                 state["totals"]["replay_items"] = replay.size()
                 state["totals"]["mean_param_lag"] = recorder.mean("/param_lag")
                 state["polled"] = time.monotonic()
             return state["totals"]
 
-        def stop_when() -> str | None:
-            if setup.max_seconds and time.monotonic() - running_since >= setup.max_seconds:
-                return f"limit: max_seconds={setup.max_seconds:g}"
-            if setup.max_env_steps and refresh()["env_steps"] >= setup.max_env_steps:
-                return f"limit: max_env_steps={setup.max_env_steps}"
-            return None
+        def stop_when() -> str | None:  # the learner stops itself at max_learner_steps
+            env_steps = refresh()["env_steps"] if limits.max_env_steps else 0
+            return limits.reason(None, env_steps, time.monotonic() - running_since)
 
         def on_poll() -> None:
-            view.update(time.monotonic() - running_since, refresh(), restored_step)
+            totals = refresh()
+            view.update(time.monotonic() - running_since, totals["env_steps"],
+                        totals["learner_steps"], totals["evaluator"], totals["replay_items"],
+                        totals["mean_param_lag"])
 
         with view:
             outcome = launched.wait(stop_when=stop_when, on_poll=on_poll)
-        reason = outcome.reason
-        if reason == "learner finished":
-            reason = f"limit: max_learner_steps={setup.max_learner_steps}"
+        reason = limits.learner_limit if outcome.reason == "learner finished" else outcome.reason
         log.info("stopping: %s", reason)
         run_s = time.monotonic() - running_since
         # Actors stop first, while the learner still samples (see Launched.stop).
@@ -102,50 +102,71 @@ def run(setup: Setup) -> int:
         test: dict[str, Any] = {}
         if not launched.errors:
             try:  # the final parameters compete on validation, then the best is tested once
-                final_validation = clients["evaluator"].evaluate()
+                final_validation = clients["evaluator"].evaluate(final=True)
                 test = clients["evaluator"].evaluate_test()
             except Exception as error:  # noqa: BLE001 - the summary says so; the rest closes.
                 log.error("final evaluation failed: %s", error)
         try:
-            best = clients["evaluator"].best() or {}
+            best = clients["evaluator"].best()
         except Exception as error:  # noqa: BLE001 - a lost evaluator: the errors say why.
             log.error("could not read the evaluator's best parameters: %s", error)
-            best = {}
+            best = None
         # Users of the replay close first (their writers flush), so replay_items is what the
         # replay checkpoint written by its close() holds.
         launched.close_nodes([label for label in launched.labels
                               if label not in ("recorder", "replay")])
-        result = summary.totals(recorder.latest())
-        result["replay_items"] = replay.size()
-        result["mean_param_lag"] = recorder.mean("/param_lag")
+        result = _totals(recorder.latest())
+        replay_items = replay.size()
+        mean_param_lag = recorder.mean("/param_lag")
         launched.close()
-    wall_s = time.monotonic() - start
     pids = launched.pids()
     actor_labels = [label for label in pids if label.startswith("actor_")]
     steps_by_process = result["env_steps_by_process"]
-    learner_steps = max(result["learner_steps"], restored_step)
-    test_metrics = summary.test_metrics(test)
-    return summary.finish(setup, {
-        **summary.common(setup, launched.launch_type, reason),
-        "env_steps": result["env_steps"],
-        "learner_steps": learner_steps,
-        "restored_from_step": restored_step if setup.restore else None,
-        "restored_replay_items": restored_replay_items if setup.restore else None,
-        "wall_s": round(wall_s, 2),
-        "run_s": round(run_s, 2),
-        "env_steps_per_s": result["env_steps"] / run_s if run_s > 0 else 0.0,
-        "learner_steps_per_s": (learner_steps - restored_step) / run_s if run_s > 0 else 0.0,
-        "replay_items": result["replay_items"],
-        "actor_pids": sorted({int(key.rsplit("/", 1)[1]) for key, steps in steps_by_process.items()
-                              if steps > 0 and key.rsplit("/", 1)[1].isdigit()}),
-        "env_steps_by_actor_process": steps_by_process,
-        "actor_restarts": sum(launched.restarts()[label] for label in actor_labels),
-        "node_pids": pids,
-        "param_syncs": result["param_syncs"],
-        "mean_param_lag": result["mean_param_lag"],
-        "validation": summary.validation_metrics(best, final_validation, result["eval"]),
-        "test": test_metrics,
-        "eval": test_metrics,  # the test result, under its older name
-        "errors": [str(error) for error in launched.errors],
-        "workdir": setup.workdir,
-    })
+    validation, test_summary, _ = summary.selection(
+        setup, [best], [final_validation or result["evaluator"]], [test] if test else [])
+    return summary.finish(setup, summary.build(
+        setup, launch_type=launched.launch_type, stop_reason=reason,
+        counts=summary.Counts(env_steps=result["env_steps"],
+                              learner_steps=max(result["learner_steps"], restored_step),
+                              restored_step=restored_step, replay_items=replay_items,
+                              wall_s=time.monotonic() - start, run_s=run_s),
+        validation=validation, test=test_summary,
+        launch={
+            "num_actors": setup.num_actors,
+            "envs_per_actor": setup.envs_per_actor,
+            "node_pids": pids,
+            "actor_pids": sorted({int(key.rsplit("/", 1)[1]) for key, steps in steps_by_process.items()
+                                  if steps > 0 and key.rsplit("/", 1)[1].isdigit()}),
+            "env_steps_by_actor_process": steps_by_process,
+            "actor_restarts": sum(launched.restarts()[label] for label in actor_labels),
+            "param_syncs": result["param_syncs"],  # parameter fetches of all actor processes
+            "mean_param_lag": mean_param_lag,
+            "restored_replay_items": restored_replay_items if setup.restore else None,
+        },
+        errors=[str(error) for error in launched.errors]))
+
+
+def _totals(latest: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run totals from the recorder's newest record of every (node, process)."""
+    env_steps_by_process: dict[str, int] = {}
+    param_syncs = 0
+    learner: dict[str, Any] = {}
+    evaluator: dict[str, Any] = {}
+    for record in latest:
+        node = record["node"]
+        if node.startswith("actor_"):
+            steps = int(record.get(f"{node}/env_steps", 0) or 0)
+            env_steps_by_process[f"{node}/{record.get(f'{node}/pid')}"] = steps
+            param_syncs += int(record.get(f"{node}/param_syncs", 0) or 0)
+        elif node == "learner":
+            learner = record
+        elif node == "evaluator":
+            evaluator = record
+    return {
+        "env_steps": sum(env_steps_by_process.values()),
+        "env_steps_by_process": env_steps_by_process,
+        "learner_steps": int(learner.get("learner/learner_steps", 0)),
+        "param_syncs": param_syncs,
+        # the newest validation record, without its node prefix
+        "evaluator": {key.split("/", 1)[1]: value for key, value in evaluator.items() if "/" in key},
+    }

@@ -1,19 +1,20 @@
-"""What every engine shares: node errors, and `Launched`, the running program's wait, stop and
-close logic on top of each engine's few primitives (launch/distributed/thread_engine.py, ray_engine.py).
+"""What every engine shares: node errors, where a node's servers are reached (node_host), and
+`Launched`, the running program's wait, stop and close logic on top of each engine's few
+primitives (thread_engine.py, ray_engine.py).
 
-An engine sees a program only through `ProgramLike`/`NodeLike` (launch/distributed/program.py declares
-them), so this module imports no other module of launch/.
+An engine sees a program only through `ProgramLike`/`NodeLike` (program.py declares them), so
+this module imports no other module of launch/distributed/.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import signal
-import threading
+import os
 import time
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
+
+from launch.run.limits import catch_signals
 
 # Environment every node process starts with, before it imports jax or tensorflow.
 DEFAULT_NODE_ENV = {
@@ -22,12 +23,23 @@ DEFAULT_NODE_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
+# Set by an engine in each node process whose servers other processes reach: the host name
+# they reach it at (a node reads it through node_host(), never asking its engine).
+NODE_HOST_ENV = "APEX_NODE_HOST"
+
 log = logging.getLogger(__name__)
 
 FAILED_GRACE_S = 1.0  # after a node failed: how long restartable nodes get to stop by themselves
 # A node that fails because a node it calls was lost is reported as that loss's consequence,
 # once the loss itself is seen: how long to wait for it (Ray reports the two in either order).
 LOST_NODE_SETTLE_S = 5.0
+
+
+def node_host() -> str:
+    """A host name other nodes can reach this process at (for servers such as Reverb's): what
+    the engine set in NODE_HOST_ENV (Ray: this machine's address in the cluster), else
+    localhost (threads in one process)."""
+    return os.environ.get(NODE_HOST_ENV) or "localhost"
 
 
 class NodeLike(Protocol):
@@ -296,24 +308,3 @@ class Launched:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def catch_signals(received: list[str]) -> Iterator[None]:
-    """Turns SIGINT/SIGTERM into an entry in `received` (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if not received:
-            log.warning("%s received: stopping every node (checkpoints are written)", name)
-        received.append(name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

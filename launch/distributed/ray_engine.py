@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any, Callable
 
-from launch.distributed.engine import DEFAULT_NODE_ENV, Launched, NodeError, ProgramLike
+from launch.distributed.engine import DEFAULT_NODE_ENV, NODE_HOST_ENV, Launched, NodeError, ProgramLike
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,11 @@ class NodeProcess:
     """
 
     def __init__(self, label: str, arguments: tuple | list):
-        if isinstance(arguments, list):
-            import ray
+        import ray
 
+        # The node's servers are reached at this machine's address in the cluster.
+        os.environ[NODE_HOST_ENV] = ray.util.get_node_ip_address()
+        if isinstance(arguments, list):
             arguments = ray.get(arguments[0])
         constructor, args, kwargs = arguments
         self._label = label
@@ -334,19 +335,6 @@ class RayLaunched(Launched):
 
     def pids(self) -> dict[str, list[int]]:
         return {label: list(pids) for label, pids in self._pids.items()}
-
-
-def node_host() -> str:
-    """A host name other nodes can reach this process at (for servers such as Reverb's).
-
-    Inside a Ray worker: this machine's address in the Ray cluster; otherwise localhost.
-    """
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            return ray.util.get_node_ip_address()
-    return "localhost"
 
 
 # Words of Ray's errors for a call to an actor whose process is gone, as they read in a

@@ -40,11 +40,12 @@ def _percent(fraction: float | None, signed: bool = True) -> str:
 
 
 class ProgressLine:
-    """learner step, env steps, env steps/s, learner steps/s, replay size, param lag, validation
-    Sharpe (last and best)."""
+    """learner step, env steps, env steps/s, learner steps/s, replay size, param lag (where
+    actors lag the learner: `param_lag`), validation Sharpe (last and best)."""
 
-    def __init__(self, max_seconds: float):
+    def __init__(self, max_seconds: float, param_lag: bool = False):
         self._max_seconds = max_seconds
+        self._param_lag = param_lag
         self._console = Console(file=sys.stdout)
         self._live: Live | None = None
         self._samples: collections.deque = collections.deque()  # (elapsed, env steps, learner steps)
@@ -61,8 +62,10 @@ class ProgressLine:
         if self._live is not None:
             self._live.__exit__(*exc_info)
 
-    def update(self, elapsed: float, totals: dict[str, Any], restored_step: int = 0) -> None:
-        env_steps, learner_steps = totals["env_steps"], totals["learner_steps"]
+    def update(self, elapsed: float, env_steps: int, learner_steps: int,
+               validation: dict[str, Any], replay_items: int | None = None,
+               param_lag: float | None = None) -> None:
+        """`validation`: the newest validation record (its sharpe and best_sharpe)."""
         samples = self._samples
         samples.append((elapsed, env_steps, learner_steps))
         while len(samples) > 2 and elapsed - samples[1][0] >= RATE_WINDOW_S:
@@ -74,10 +77,10 @@ class ProgressLine:
         line = (
             f"[{elapsed:5.0f}{limit} s] learner step {learner_steps:,} "
             f"({learner_rate:,.1f}/s) | env steps {env_steps:,} ({env_rate:,.0f}/s) | "
-            f"replay {_format(totals.get('replay_items'), 0)} | param lag "
-            f"{_format(totals.get('mean_param_lag'))} | validation sharpe "
-            f"{_format(totals['eval'].get('sharpe'), 2)} (best "
-            f"{_format(totals['eval'].get('best_sharpe'), 2)})"
+            f"replay {_format(replay_items, 0)} | "
+            + (f"param lag {_format(param_lag)} | " if self._param_lag else "")
+            + f"validation sharpe {_format(validation.get('sharpe'), 2)} (best "
+            f"{_format(validation.get('best_sharpe'), 2)})"
         )
         if self._live is not None:
             self._live.update(Text(line))
@@ -105,16 +108,19 @@ def final_report(summary: dict[str, Any]) -> str:
         where += f", the median of {len(ev['sharpe_by_seed'])} seeds"
     years = ev.get("years")
     over = f" over {years:.1f} years" if years else ""
-    seeds = summary.get("num_seeds")
-    actors = (f"{seeds} seed{'s' if seeds > 1 else ''}" if seeds
-              else f"{summary['num_actors']} actors")
+    launch = summary["launch"]
+    if "num_actors" in launch:  # the distributed program
+        shape = f"{launch['num_actors']} actors"
+        restarts = f", actor restarts {launch['actor_restarts']}"
+    else:
+        seeds = summary["num_seeds"]
+        shape, restarts = f"{seeds} seed{'s' if seeds > 1 else ''}", ""
     return "\n".join([
         f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
-        f"[{summary['launch_type']}, {actors}]",
+        f"[{summary['launch_type']}, {shape}]",
         f"  learner steps {summary['learner_steps']:,} ({summary['learner_steps_per_s']:.1f}/s), "
         f"env steps {summary['env_steps']:,} ({summary['env_steps_per_s']:,.0f}/s), "
-        f"replay items {_format(summary['replay_items'], 0)}, actor restarts "
-        f"{summary['actor_restarts']}",
+        f"replay items {_format(summary['replay_items'], 0)}{restarts}",
         _selection(summary),
         f"  test ({where}, once): total return {_percent(ev.get('total_return'))}{over}, sharpe "
         f"{_format(ev.get('sharpe'), 2)}, max drawdown {_percent(ev.get('max_drawdown'), False)} "

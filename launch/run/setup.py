@@ -9,6 +9,8 @@ import math
 import os
 from typing import Any
 
+from launch.run.limits import Limits
+
 
 class UsageError(ValueError):
     """A flag value that cannot work; the message names the flag and what was expected."""
@@ -34,9 +36,7 @@ class Setup:
     num_seeds: int
     num_actors: int
     envs_per_actor: int
-    max_learner_steps: int
-    max_env_steps: int
-    max_seconds: float
+    limits: Any  # launch.run.limits.Limits: the first one reached stops the run
     eval_every: int
     checkpoint_every: int
     restore: bool
@@ -136,8 +136,8 @@ def make_setup(flags: Any) -> Setup:
         data=flags.data, envs=envs, workdir=workdir,
         periods_per_year=periods_per_year, annualization=annualization, seed=flags.seed,
         num_seeds=flags.num_seeds, num_actors=flags.num_actors,
-        envs_per_actor=flags.envs_per_actor, max_learner_steps=flags.max_learner_steps,
-        max_env_steps=flags.max_env_steps, max_seconds=flags.max_seconds,
+        envs_per_actor=flags.envs_per_actor,
+        limits=Limits(flags.max_learner_steps, flags.max_env_steps, flags.max_seconds),
         eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
         restore=flags.restore, report_test_curve=flags.report_test_curve,
         flags_text=flags.flags_into_string(),

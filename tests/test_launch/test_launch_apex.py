@@ -40,10 +40,12 @@ def with_agent_config(flags, settings):
 
 
 TINY_TRANSFORMER = with_agent_config(TINY, "torso=transformer,torso_width=16,torso_depth=1,torso_heads=2")
+# summary.json's keys under every launch type (launch/run/summary.py); anakin adds "seeds".
 SUMMARY_KEYS = {
-    "launch_type", "num_actors", "env_steps", "learner_steps", "wall_s", "env_steps_per_s",
-    "learner_steps_per_s", "replay_items", "actor_pids", "param_syncs", "mean_param_lag",
-    "eval", "actor_restarts", "validation", "test", "annualization", "env", "market",
+    "launch_type", "agent", "agent_preset", "agent_config", "torso", "parameter_count", "data",
+    "market", "env", "annualization", "seed", "num_seeds", "stop_reason", "env_steps",
+    "learner_steps", "restored_from_step", "wall_s", "run_s", "env_steps_per_s",
+    "learner_steps_per_s", "replay_items", "validation", "test", "launch", "errors", "workdir",
 }
 EVAL_KEYS = {"total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe"}
 
@@ -90,7 +92,7 @@ def alive(pid):
 
 
 def assert_no_process_left(summary, ray_before):
-    pids = [pid for node_pids in summary["node_pids"].values() for pid in node_pids]
+    pids = [pid for node_pids in summary["launch"]["node_pids"].values() for pid in node_pids]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (any(map(alive, pids)) or ray_system_pids() - ray_before):
         time.sleep(0.5)
@@ -122,9 +124,9 @@ def assert_torso_and_parameter_count(workdir, summary, torso):
 
 
 def assert_finite_eval(summary):
-    assert EVAL_KEYS <= set(summary["eval"])
+    assert EVAL_KEYS <= set(summary["test"])
     for key in EVAL_KEYS:
-        assert math.isfinite(summary["eval"][key]), (key, summary["eval"])
+        assert math.isfinite(summary["test"][key]), (key, summary["test"])
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +142,13 @@ def mt_run(tmp_path_factory):
 @pytest.mark.e2e
 def test_local_mt_end_to_end(mt_run):
     workdir, summary, result = mt_run
-    assert SUMMARY_KEYS <= set(summary)
-    assert summary["launch_type"] == "local_mt" and summary["num_actors"] == 2
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["launch_type"] == "local_mt" and summary["launch"]["num_actors"] == 2
     assert_torso_and_parameter_count(workdir, summary, "transformer")
     assert summary["stop_reason"] == "limit: max_learner_steps=20"
     assert summary["learner_steps"] == 20
-    assert summary["env_steps"] > 0 and summary["param_syncs"] > 0 and summary["replay_items"] > 0
-    assert summary["errors"] == [] and summary["actor_restarts"] == 0
+    assert summary["env_steps"] > 0 and summary["launch"]["param_syncs"] > 0 and summary["replay_items"] > 0
+    assert summary["errors"] == [] and summary["launch"]["actor_restarts"] == 0
     assert_finite_eval(summary)
     # The final parameters were evaluated on validation; the best validation step was tested.
     records = read_metrics(workdir)
@@ -156,7 +158,7 @@ def test_local_mt_end_to_end(mt_run):
     best_step = max(validation, key=validation.get)
     assert summary["validation"]["learner_steps"] == best_step == summary["test"]["learner_steps"]
     assert summary["validation"]["best_sharpe"] == validation[best_step]
-    assert summary["eval"] == summary["test"] and summary["test"]["num_markets"] == 8
+    assert "eval" not in summary and summary["test"]["num_markets"] == 8
     assert [r["node"] for r in records].count("test") == 1  # tested once, at the end
     nodes = {record["node"] for record in records}
     assert {"learner", "actor_0", "actor_1", "evaluator"} <= nodes
@@ -174,7 +176,7 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["restored_from_step"] == 20
-    assert summary["restored_replay_items"] == first["replay_items"] > 0
+    assert summary["launch"]["restored_replay_items"] == first["replay_items"] > 0
     assert summary["learner_steps"] == 35
     assert "learner_35.msgpack" in os.listdir(os.path.join(workdir, "checkpoints", "learner"))
     learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
@@ -259,17 +261,17 @@ def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path
     output = log_path.read_text()
     assert returncode == 130, output[-3000:]
     summary = read_summary(workdir)
-    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary) == SUMMARY_KEYS
     assert summary["launch_type"] == "local_mp"
     assert summary["stop_reason"] == "interrupted (SIGINT)" and summary["errors"] == []
-    assert summary["actor_restarts"] >= 1
-    by_process = summary["env_steps_by_actor_process"]
+    assert summary["launch"]["actor_restarts"] >= 1
+    by_process = summary["launch"]["env_steps_by_actor_process"]
     assert by_process[f"actor_0/{first}"] > 0 and by_process[f"actor_0/{restarted}"] > 0
-    assert by_process[f"actor_1/{summary['node_pids']['actor_1'][0]}"] > 0
-    actor_pids = set(summary["actor_pids"])
+    assert by_process[f"actor_1/{summary['launch']['node_pids']['actor_1'][0]}"] > 0
+    actor_pids = set(summary["launch"]["actor_pids"])
     assert len(actor_pids) >= 2 and os.getpid() not in actor_pids and process.pid not in actor_pids
-    assert summary["node_pids"]["actor_0"][0] != summary["node_pids"]["actor_1"][0]
-    assert summary["learner_steps"] > 0 and summary["param_syncs"] > 0
+    assert summary["launch"]["node_pids"]["actor_0"][0] != summary["launch"]["node_pids"]["actor_1"][0]
+    assert summary["learner_steps"] > 0 and summary["launch"]["param_syncs"] > 0
     assert_finite_eval(summary)
     # Checkpoints were written on the way out.
     assert os.listdir(os.path.join(workdir, "checkpoints", "learner"))

@@ -45,11 +45,11 @@ def impala_mt_run(tmp_path_factory):
 @pytest.mark.e2e
 def test_impala_local_mt_end_to_end(impala_mt_run):
     workdir, summary = impala_mt_run
-    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary) == SUMMARY_KEYS
     assert summary["agent"] == "impala" and summary["stop_reason"] == "limit: max_learner_steps=20"
     assert_torso_and_parameter_count(workdir, summary, "conv")
-    assert summary["learner_steps"] == 20 and summary["env_steps"] > 0 and summary["param_syncs"] > 0
-    assert summary["errors"] == [] and summary["actor_restarts"] == 0
+    assert summary["learner_steps"] == 20 and summary["env_steps"] > 0 and summary["launch"]["param_syncs"] > 0
+    assert summary["errors"] == [] and summary["launch"]["actor_restarts"] == 0
     assert_finite_eval(summary)
     learner = [r for r in read_metrics(workdir) if r["node"] == "learner"]
     assert learner and all(0.0 < r["learner/entropy"] <= 1.0987 for r in learner)  # log(3) at most
@@ -67,7 +67,7 @@ def test_impala_restore_continues_the_learner_with_an_empty_queue(impala_mt_run)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["restored_from_step"] == 20 and summary["learner_steps"] == 30
-    assert summary["restored_replay_items"] == 0  # sequences of the old policy are not brought back
+    assert summary["launch"]["restored_replay_items"] == 0  # sequences of the old policy are not brought back
     learner_steps = [r["learner/learner_steps"] for r in read_metrics(workdir) if r["node"] == "learner"]
     assert max(learner_steps) == 30 and 20 in learner_steps
 
@@ -134,15 +134,15 @@ def test_impala_on_a_two_node_ray_cluster_ends_in_seconds_when_its_learner_is_ki
         assert returncode == 1, output[-3000:]
         assert exit_s < LOST_LEARNER_EXIT_S, (exit_s, output[-3000:])
         summary = read_summary(workdir)
-        assert SUMMARY_KEYS <= set(summary) and summary["launch_type"] == "ray"
+        assert set(summary) == SUMMARY_KEYS and summary["launch_type"] == "ray"
         assert summary["agent"] == "impala" and summary["torso"] == "mlp"
         assert summary["stop_reason"] == "error" and summary["learner_steps"] >= 5
         (error,) = summary["errors"]
         assert error.startswith("node 'learner' failed") and "not restartable" in error
-        node_pids = {label: pids[0] for label, pids in summary["node_pids"].items()}
+        node_pids = {label: pids[0] for label, pids in summary["launch"]["node_pids"].items()}
         assert len(set(node_pids.values())) == len(node_pids)  # one process per node
         assert os.getpid() not in node_pids.values()
-        assert all(summary["env_steps_by_actor_process"][f"actor_{i}/{node_pids[f'actor_{i}']}"] > 0
+        assert all(summary["launch"]["env_steps_by_actor_process"][f"actor_{i}/{node_pids[f'actor_{i}']}"] > 0
                    for i in range(2))
         assert "python launch/apex.py --restore" in output  # the learner checkpointed every 10 steps
         # Ray's worker logs name their process: which nodes ran on the second Ray node.
@@ -171,7 +171,7 @@ def test_a_toy_agent_registered_only_in_the_test_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["agent"] == "toy" and summary["learner_steps"] == 30 and summary["errors"] == []
-    assert summary["replay_items"] > 0 and summary["param_syncs"] > 0
+    assert summary["replay_items"] > 0 and summary["launch"]["param_syncs"] > 0
     assert_finite_eval(summary)
     estimates = [r["learner/best_estimate"] for r in read_metrics(workdir) if r["node"] == "learner"]
     assert estimates and estimates[-1] != 0.0  # the learner moved its estimates

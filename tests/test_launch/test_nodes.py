@@ -51,7 +51,7 @@ def make_evaluator(learner, source, run_dir):
     return nodes.EvaluatorNode(
         "constant_action", config=None, spec=None, learner=learner,
         recorder=Recorder(str(run_dir)), envs=EnvFactory(source, EnvConfig(window=2)),
-        eval_every=10, eval_dir=str(run_dir / "eval"), best_dir=str(run_dir.parent / "best"))
+        eval_every=10, workdir=str(run_dir))
 
 
 @pytest.fixture
@@ -87,11 +87,11 @@ def test_the_test_evaluation_uses_the_best_validation_step_not_the_best_test_ste
 def test_the_best_parameters_survive_a_new_evaluator(evaluator, tmp_path):
     node, learner = evaluator
     node.evaluate()
-    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "best.json").read_text())
     assert best["learner_steps"] == 10
     # A restored run's evaluator starts from the kept best, and tests the kept parameters.
     learner.set(SHORT, version=30)
-    again = make_evaluator(learner, MarketSource(str(tmp_path / "bars.csv")), tmp_path / "run2")
+    again = make_evaluator(learner, MarketSource(str(tmp_path / "bars.csv")), tmp_path / "run")
     assert again.best()["learner_steps"] == 10
     assert again.evaluate_test()["learner_steps"] == 10
 

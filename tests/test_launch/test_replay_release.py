@@ -8,7 +8,7 @@ import numpy as np
 
 from agents.registry import AGENTS
 from launch.distributed import nodes
-from launch.distributed.nodes.learner import admissible_samples
+from launch.distributed.nodes.replay import admissible_samples
 
 
 def limiter(samples_per_insert, min_diff, max_diff, inserts, samples, min_size=1):

@@ -6,8 +6,9 @@ from launch.run import progress
 def summary(**test):
     return {
         "stop_reason": "limit: max_seconds=240", "wall_s": 251.0, "launch_type": "local_mp",
-        "num_actors": 2, "learner_steps": 21315, "learner_steps_per_s": 88.8, "env_steps": 172968,
-        "env_steps_per_s": 720.7, "replay_items": 100000, "actor_restarts": 0,
+        "num_seeds": 1, "launch": {"num_actors": 2, "actor_restarts": 0},
+        "learner_steps": 21315, "learner_steps_per_s": 88.8, "env_steps": 172968,
+        "env_steps_per_s": 720.7, "replay_items": 100000,
         "validation": {"learner_steps": 10579, "best_sharpe": 1.88},
         "test": {"num_markets": 8, "sharpe": 1.82, "buy_and_hold_sharpe": 0.08, **test},
         "annualization": "252 (daily bars on trading days) periods per year", "workdir": "/runs/x",
@@ -24,7 +25,7 @@ def test_returns_and_drawdowns_are_percentages_over_the_years_tested():
 
 def test_a_losing_run_and_seeds_read_as_such():
     losing = summary(total_return=-0.052, max_drawdown=0.31, buy_and_hold_return=-0.5, years=None)
-    losing.update(launch_type="anakin", num_seeds=2, replay_items=None,
+    losing.update(launch_type="anakin", num_seeds=2, replay_items=None, launch={"num_devices": 1},
                   validation={"learner_steps": 30, "best_sharpe": 0.4,
                               "learner_steps_by_seed": [30, 10], "best_sharpe_by_seed": [0.5, 0.3]})
     losing["test"]["sharpe_by_seed"] = [0.1, 0.3]

@@ -1,0 +1,99 @@
+"""The compiled functions of one Anakin run (Podracer's Anakin): the agent's init, training
+cycle, counters and policy parameters, each as pmap(vmap(...)) over [devices, seeds], built from
+the builder's make_anakin on the run's jittable training env.
+
+`pmap` over jax.local_devices() (axis "device": each device its own envs and replay shard,
+gradients averaged) of `vmap` over seeds (their own parameters, replay, envs, exploration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from launch.anakin.evaluation import SplitEvaluator
+from launch.run.setup import Setup, UsageError
+
+AXIS = "device"  # the pmap axis name the agent averages its gradients over
+
+
+class Program:
+    """The compiled functions of one Anakin run: init, train_step, counters, policy params,
+    all as pmap(vmap(...)) over [devices, seeds]."""
+
+    def __init__(self, setup: Setup):
+        import jax
+
+        from agents import core
+        from environments.envs.jittable import JaxTradingEnv
+
+        self.devices = jax.local_devices()
+        self.env = JaxTradingEnv(setup.envs.train_setup())
+        if not hasattr(setup.builder, "make_anakin"):
+            raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
+                             "run under --lp_launch_type=anakin (use local_mt or local_mp)")
+        # One device: jit, with a device axis of 1 kept by vmap (a one-device pmap made the
+        # Ape-X cycle 25-35% slower, BUILD.md); pmap and gradients averaged from 2 devices on.
+        many = len(self.devices) > 1
+        try:
+            agent = setup.builder.make_anakin(setup.config, setup.spec,
+                                              core.FunctionalEnv(self.env.reset, self.env.step, self.env.observation_ref,
+                                                                 self.env.observation_from_ref),
+                                              AXIS if many else None)
+        except ValueError as error:
+            raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None
+        self.agent = agent
+
+        def per_seed(fn: Any, donate: bool = False) -> Any:  # [devices, seeds, ...] in and out
+            seeds = jax.vmap(fn, in_axes=(0, None))
+            if many:
+                return jax.pmap(seeds, axis_name=AXIS, in_axes=(0, None),
+                                donate_argnums=(0,) if donate else ())
+            return jax.jit(jax.vmap(seeds, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
+
+        self.init = per_seed(agent.init)
+        self.train_step = per_seed(agent.train_step, donate=True)
+        counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
+        self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
+        # The policy parameters [D, S, ...] of every device (identical on every device); with one
+        # device [S, ...], sliced inside jit so that the rest of the state (the replay) is not copied.
+        seed_params = jax.vmap(agent.policy_params)
+        self.policy_params = (jax.pmap(seed_params) if many else
+                              jax.jit(lambda state: seed_params(jax.tree.map(lambda x: x[0], state))))
+        self._many = many
+        seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device
+        self.keys = np.broadcast_to(np.asarray(keys), (len(self.devices),) + keys.shape)
+
+    def compile(self, splits: list[SplitEvaluator]) -> None:
+        """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
+        training. Tracing holds the interpreter lock and XLA's compilation does not, so this
+        thread traces and lowers, the cycle first (the longest), while a pool compiles what is
+        lowered: a cold start waits for the cycle's tracing and compilation, not for the sum of
+        them all. The splits' baselines (Python) run while the cycle compiles."""
+        from concurrent import futures
+
+        import jax
+
+        state = jax.eval_shape(self.init, self.keys, self.env.params)  # [D, S, ...] shapes
+        with futures.ThreadPoolExecutor(max_workers=2) as pool:
+            done = [pool.submit(self.train_step.lower(state, self.env.params).compile),
+                    pool.submit(self.init.lower(self.keys, self.env.params).compile)]
+            done += [pool.submit(fn.lower(state).compile) for fn in (self.counters, self.policy_params)]
+            params = jax.eval_shape(self.policy_params, state)
+            if self._many:
+                params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
+            for split in splits:
+                split.compile(params)
+                split.references  # noqa: B018  (computed once, kept)
+            for future in done:
+                future.result()
+
+    def seed_params(self, state: Any) -> Any:
+        """[S] policy parameters as host arrays (device 0's: identical on every device), which
+        outlive `state`'s buffers (the next cycle reuses them)."""
+        import jax
+
+        params = self.policy_params(state)
+        return jax.device_get(jax.tree.map(lambda x: x[0], params) if self._many else params)
