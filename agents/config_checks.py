@@ -57,6 +57,53 @@ def check_ranges(agent: str, config: Any, ranges: Ranges) -> None:
                 raise ValueError(f"{agent} config: {field.name}={value!r}: expected {expected}")
 
 
+NETWORK_RANGES = {"hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED), **TORSO_RANGES}
+
+
+@dataclasses.dataclass(frozen=True)
+class TorsoConfig:
+    """The observation encoder of a network (agents/torsos.py), typed: made by
+    NetworkSettings.torso_config from an agent config's flat settings."""
+
+    kind: str  # one of TORSOS
+    layers: tuple[int, ...]  # relu dense layers after the encoder (the mlp torso: its only layers)
+    width: int  # conv channels / transformer model width (mlp: unused)
+    depth: int  # conv layers (dilations 1, 2, 4, ...) / transformer blocks
+    heads: int  # transformer attention heads, dividing width
+    kernel: int  # conv taps per layer
+    positional_encoding: str  # transformer positions: one of POSITIONAL_ENCODINGS
+
+
+@dataclasses.dataclass
+class NetworkSettings:
+    """The network settings every agent config holds: the heads' width after the torso's dense
+    layers, and the observation encoder (the torso). Flat fields, so --agent_config sets them
+    (torso=conv,torso_width=8); `torso_config()` gives them typed. An agent config subclasses
+    this and calls `check_network` from its __post_init__."""
+
+    # ours: the heads' width, after the torso's dense layers hidden_sizes[:-1] (the mlp torso:
+    # the flattened observation through them; Ape-X's heads are 512 wide).
+    hidden_sizes: tuple[int, ...] = (512, 512)
+    # ours: the observation encoder (agents/torsos.py): "mlp", or over the window's frames a
+    # causal temporal "conv" stack or a causal "transformer"; the settings below size the last two.
+    torso: str = "mlp"
+    torso_width: int = 64  # ours: conv channels / transformer model width (mlp: unused).
+    torso_depth: int = 2  # ours: conv layers (dilations 1, 2, 4, ...) / transformer blocks.
+    torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
+    conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
+    positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
+
+    def check_network(self, agent: str) -> None:
+        """ValueError naming the first network setting out of its range."""
+        check_ranges(agent, self, NETWORK_RANGES)
+        check_torso(agent, self)
+
+    def torso_config(self) -> TorsoConfig:
+        return TorsoConfig(kind=self.torso, layers=tuple(self.hidden_sizes[:-1]), width=self.torso_width,
+                           depth=self.torso_depth, heads=self.torso_heads, kernel=self.conv_kernel,
+                           positional_encoding=self.positional_encoding)
+
+
 def check_torso(agent: str, config: Any) -> None:
     """ValueError when a transformer's heads do not split its width evenly."""
     if config.torso == "transformer" and config.torso_width % config.torso_heads:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.config_checks import TORSOS
+from agents.config_checks import TORSOS, TorsoConfig
 
 TRANSFORMER_MLP_RATIO = 4  # Vaswani et al. 2017: the feed-forward layer is 4x the model width.
 
@@ -123,24 +123,22 @@ def first_head_layer(torso: nn.Module) -> int:
     return len(torso.hidden_sizes) if isinstance(torso, MLPTorso) else 0
 
 
-def make_torso(config: Any, observation_shape: Sequence[int]) -> nn.Module:
-    """The torso an agent config names (its fields torso, hidden_sizes, torso_width, torso_depth,
-    torso_heads, conv_kernel, positional_encoding): hidden_sizes[:-1] are its dense layers (the
-    last size is the heads' width). ValueError when a sequence torso gets no [window, F] frames."""
-    if config.torso not in TORSOS:
-        raise ValueError(f"torso={config.torso!r}: expected one of {TORSOS}")
-    layers = tuple(config.hidden_sizes[:-1])
-    if config.torso == "mlp":
-        return MLPTorso(hidden_sizes=layers)
+def make_torso(torso: TorsoConfig, observation_shape: Sequence[int]) -> nn.Module:
+    """The torso `torso` describes (an agent config's torso_config()). ValueError when a
+    sequence torso gets no [window, F] frames."""
+    if torso.kind not in TORSOS:
+        raise ValueError(f"torso={torso.kind!r}: expected one of {TORSOS}")
+    if torso.kind == "mlp":
+        return MLPTorso(hidden_sizes=torso.layers)
     if len(observation_shape) != 2:
-        raise ValueError(f"torso={config.torso!r} encodes observations of frames [window, features]; "
+        raise ValueError(f"torso={torso.kind!r} encodes observations of frames [window, features]; "
                          f"got observation shape {tuple(observation_shape)} (use torso='mlp')")
-    if config.torso == "conv":
-        encoder = CausalConvEncoder(width=config.torso_width, depth=config.torso_depth, kernel=config.conv_kernel)
+    if torso.kind == "conv":
+        encoder = CausalConvEncoder(width=torso.width, depth=torso.depth, kernel=torso.kernel)
     else:
-        encoder = CausalTransformerEncoder(width=config.torso_width, depth=config.torso_depth,
-                                           heads=config.torso_heads, positional_encoding=config.positional_encoding)
-    return SequenceTorso(encoder=encoder, hidden_sizes=layers)
+        encoder = CausalTransformerEncoder(width=torso.width, depth=torso.depth, heads=torso.heads,
+                                           positional_encoding=torso.positional_encoding)
+    return SequenceTorso(encoder=encoder, hidden_sizes=torso.layers)
 
 
 def parameter_count(params: Any) -> int:

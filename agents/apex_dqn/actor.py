@@ -12,9 +12,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from agents import core
+from agents.adder_actor import AdderActor
 from agents.adders import NStepAdder
-from agents.apex_dqn.acting import apex_epsilon, epsilon_greedy  # noqa: F401  (apex_epsilon: imported from here too)
+from agents.apex_dqn.acting import epsilon_greedy
 from agents.apex_dqn.losses import double_q_td_error, priority
 from agents.variable_client import VariableClient
 
@@ -38,8 +38,8 @@ def _act_and_prioritize(
     return actions, priorities, rng
 
 
-class ApexDQNActor(core.Actor):
-    """One actor stepping B envs; owns its adder and variable client (closes both)."""
+class ApexDQNActor(AdderActor):
+    """One actor stepping B envs epsilon-greedily, writing n-step transitions with their priorities."""
 
     def __init__(
         self,
@@ -53,16 +53,12 @@ class ApexDQNActor(core.Actor):
         *,
         priority_epsilon: float,
     ):
+        super().__init__(make_adder, variable_client, seed, reward_scale)
         self._q_values = jax.jit(apply)  # the one network call per step
         self._act_and_prioritize = jax.jit(_act_and_prioritize)
-        self._make_adder = make_adder
-        self._adder: NStepAdder | None = None  # built at the first observation, when B is known
-        self._variable_client = variable_client
         self._epsilon = float(epsilon)
         self._n_step = n_step
-        self._reward_scale = float(reward_scale)  # applied to rewards before the adder sees them
         self._priority_epsilon = float(priority_epsilon)  # added to |td| as the learner does
-        self._rng = jax.random.PRNGKey(seed)
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
         self._actions: np.ndarray | None = None  # [B]
         self._q: np.ndarray | None = None  # [B, A]
@@ -71,25 +67,12 @@ class ApexDQNActor(core.Actor):
     def epsilon(self) -> float:
         return self._epsilon
 
-    @property
-    def items_written(self) -> int:
-        return 0 if self._adder is None else self._adder.items_written
-
-    @property
-    def param_version(self) -> int:
-        return self._variable_client.version
-
     def select_action(self, observation: np.ndarray) -> np.ndarray:
         if observation is not self._observation:  # e.g. the first observation of a run
             q = self._q_values(self._variable_client.params, observation)
             zeros = np.zeros((observation.shape[0], self._n_step), np.float32)
             self._act(observation, q, zeros, zeros, zeros)
         return self._actions
-
-    def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
-        if self._adder is None:
-            self._adder = self._make_adder(observation.shape[0])
-        self._adder.add_first(observation, env_mask)
 
     def observe(
         self,
@@ -103,9 +86,8 @@ class ApexDQNActor(core.Actor):
         q_taken = self._q[np.arange(len(action)), action]  # [B] Q(obs_t, a_t)
         # Dispatched asynchronously: the network runs while the adder writes the step.
         q = self._q_values(self._variable_client.params, next_observation)
-        scaled_reward = np.asarray(reward) * self._reward_scale  # [B]
         transitions = self._adder.add(
-            action, scaled_reward, next_observation, terminated, truncated, env_mask, extras=q_taken
+            action, self.scaled(reward), next_observation, terminated, truncated, env_mask, extras=q_taken
         )
         priorities = self._act(
             next_observation, q, transitions.first_extras, transitions.n_step_return, transitions.discount
@@ -119,11 +101,3 @@ class ApexDQNActor(core.Actor):
         self._observation = observation
         self._actions, self._q = np.asarray(actions), np.asarray(q)
         return np.asarray(priorities)
-
-    def update(self, wait: bool = False) -> None:
-        self._variable_client.update(wait)
-
-    def close(self) -> None:
-        if self._adder is not None:
-            self._adder.close()
-        self._variable_client.close()

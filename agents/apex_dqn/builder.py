@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from agents import core, specs, torsos
+from agents import building, core, specs, torsos
 from agents.apex_dqn import anakin, losses, networks
 from agents.apex_dqn.acting import apex_epsilon
 from agents.apex_dqn.config import ApexDQNConfig, make_config  # noqa: F401  (builder API)
-from agents.environment_loop import EnvironmentLoop  # noqa: F401  (part of the builder's API)
 from agents.layouts import TransitionLayout
 from agents.pmap_learner import DEVICE_AXIS
 from agents.variable_client import VariableClient
@@ -42,12 +40,12 @@ def make_transition_layout(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -
 
 
 def make_networks(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
-    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config, spec.observation_shape))
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), spec.observation_shape))
 
 
 def parameter_count(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> int:
     """Scalars in this config's network parameters (from shapes only: nothing is initialised)."""
-    return torsos.parameter_count(jax.eval_shape(make_networks(config, spec).init, jax.random.PRNGKey(0)))
+    return building.parameter_count(make_networks(config, spec).init)
 
 
 def make_replay_tables(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:
@@ -172,11 +170,5 @@ def make_actor(
 
 
 def make_eval_policy(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> Callable[[Any, np.ndarray], jax.Array]:
-    """Greedy policy(params, obs [B, ...]) -> actions [B], jitted."""
-    apply = make_networks(config, spec).apply
-
-    @jax.jit
-    def policy(params: Any, observation: jax.Array) -> jax.Array:
-        return jnp.argmax(apply(params, observation), axis=-1).astype(jnp.int32)
-
-    return policy
+    """Greedy policy(params, obs [B, ...]) -> actions [B] (the highest Q-value), jitted."""
+    return building.greedy_policy(make_networks(config, spec).apply)

@@ -2,19 +2,20 @@
 
 import dataclasses
 
-from agents.config_checks import (HIDDEN_SIZES_EXPECTED, TORSO_RANGES, check_ranges, check_torso, from_preset,
-                                  hidden_sizes)
+from agents.config_checks import NetworkSettings, check_ranges, from_preset
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
 
 @dataclasses.dataclass
-class ApexDQNConfig:
+class ApexDQNConfig(NetworkSettings):
     """Ape-X DQN settings.
 
     Defaults from Horgan et al. 2018, "Distributed Prioritized Experience Replay" (Ape-X),
-    Appendix C, unless the comment names another source. Every value is checked when the
-    config is made: a bad one raises ValueError naming the setting, the value and the range.
+    Appendix C, unless the comment names another source. The network's settings (hidden_sizes
+    and the torso) are NetworkSettings' (agents/config_checks.py), shared with every agent.
+    Every value is checked when the config is made: a bad one raises ValueError naming the
+    setting, the value and the range.
     """
 
     # Returns and targets.
@@ -48,18 +49,6 @@ class ApexDQNConfig:
     epsilon_exponent: float = 7.0  # Ape-X: the 7 in the ladder above.
     variable_update_period: int = 400  # Ape-X: actors fetch parameters every 400 env frames.
 
-    # Network.
-    # ours: the heads' width, after the torso's dense layers hidden_sizes[:-1] (the mlp torso:
-    # the flattened observation through them; Ape-X's heads are 512 wide).
-    hidden_sizes: tuple[int, ...] = (512, 512)
-    # ours: the observation encoder (agents/torsos.py): "mlp", or over the window's frames a
-    # causal temporal "conv" stack or a causal "transformer"; the settings below size the last two.
-    torso: str = "mlp"
-    torso_width: int = 64  # ours: conv channels / transformer model width (mlp: unused).
-    torso_depth: int = 2  # ours: conv layers (dilations 1, 2, 4, ...) / transformer blocks.
-    torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
-    conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
-    positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
 
     # Anakin (--lp_launch_type=anakin: env, acting, replay and updates in one compiled cycle per
     # device; the replay holds max_replay_size items rounded down to whole cycles, and learning
@@ -70,7 +59,7 @@ class ApexDQNConfig:
 
     def __post_init__(self):
         check_ranges("apex_dqn", self, _RANGES)
-        check_torso("apex_dqn", self)
+        self.check_network("apex_dqn")
 
 
 _RANGES = {
@@ -94,8 +83,6 @@ _RANGES = {
     "epsilon_base": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "epsilon_exponent": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
-    **TORSO_RANGES,
     "anakin_num_envs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "anakin_rollout_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "anakin_updates_per_cycle": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),

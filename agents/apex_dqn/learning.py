@@ -1,6 +1,5 @@
 """Ape-X DQN learner: samples prioritized replay from Reverb, runs the pmapped update, writes
-priorities back. The maths (loss, priorities, importance weights, sgd_step) is in losses.py and
-is re-exported here under its old names."""
+priorities back. The maths (loss, priorities, importance weights, sgd_step) is in losses.py."""
 
 import concurrent.futures
 from typing import Callable, Iterator
@@ -9,20 +8,8 @@ import jax
 import numpy as np
 import reverb
 
-from agents.apex_dqn.losses import (  # noqa: F401  (re-exported: the learner's public maths)
-    Batch,
-    LearnerState,
-    LossExtra,
-    LossFn,
-    double_q_td_error,
-    importance_weights,
-    init_state,
-    make_double_q_loss,
-    make_optimizer,
-    make_sgd_step,
-    priority,
-)
-from agents.pmap_learner import DEVICE_AXIS, PmapLearner  # noqa: F401  (DEVICE_AXIS: the axis sgd_step averages over)
+from agents.apex_dqn.losses import Batch, LearnerState, LossExtra
+from agents.pmap_learner import PmapLearner
 from agents.replay import ReplayBatch
 
 

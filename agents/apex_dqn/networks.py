@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from agents.building import network_init
 from agents.specs import EnvironmentSpec
 from agents.torsos import MLPTorso, first_head_layer
 
@@ -45,9 +46,4 @@ def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.
         raise ValueError("hidden_sizes must name at least one layer size, got ()")
     torso = MLPTorso(hidden_sizes=tuple(hidden_sizes[:-1])) if torso is None else torso
     module = DuelingNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
-    dummy_observation = jnp.zeros((1, *spec.observation_shape), spec.observation_dtype)
-
-    def init(rng: jax.Array) -> Any:
-        return module.init(rng, dummy_observation)
-
-    return Networks(init=init, apply=module.apply)
+    return Networks(init=network_init(module, spec), apply=module.apply)

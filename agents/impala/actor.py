@@ -11,14 +11,14 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from agents import core
-from agents.impala.acting import sample_actions  # noqa: F401  (imported from here too)
+from agents.adder_actor import AdderActor
+from agents.impala.acting import sample_actions
 from agents.sequence_adder import SequenceAdder
 from agents.variable_client import VariableClient
 
 
-class ImpalaActor(core.Actor):
-    """One actor stepping B envs; owns its adder and variable client (closes both)."""
+class ImpalaActor(AdderActor):
+    """One actor stepping B envs by sampling its policy, writing sequences with their log-probs."""
 
     def __init__(
         self,
@@ -28,24 +28,12 @@ class ImpalaActor(core.Actor):
         seed: int,
         reward_scale: float = 1.0,
     ):
+        super().__init__(make_adder, variable_client, seed, reward_scale)
         self._sample = jax.jit(lambda params, observation, rng: sample_actions(apply, params, observation, rng))
-        self._make_adder = make_adder
-        self._adder: SequenceAdder | None = None  # built at the first observation, when B is known
-        self._variable_client = variable_client
-        self._reward_scale = float(reward_scale)  # applied to rewards before the adder sees them
-        self._rng = jax.random.PRNGKey(seed)
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
         self._actions: np.ndarray | None = None  # [B]
         self._log_prob: np.ndarray | None = None  # [B] log mu(action | observation)
         self._dispatched: tuple[np.ndarray, Any] | None = None  # (observation, its pending call)
-
-    @property
-    def items_written(self) -> int:
-        return 0 if self._adder is None else self._adder.items_written
-
-    @property
-    def param_version(self) -> int:
-        return self._variable_client.version
 
     def select_action(self, observation: np.ndarray) -> np.ndarray:
         if observation is not self._observation:
@@ -61,11 +49,6 @@ class ImpalaActor(core.Actor):
         """Starts the policy call for `observation` (jax runs it asynchronously)."""
         self._dispatched = (observation, self._sample(self._variable_client.params, observation, self._rng))
 
-    def observe_first(self, observation: np.ndarray, env_mask: np.ndarray | None = None) -> None:
-        if self._adder is None:
-            self._adder = self._make_adder(observation.shape[0])
-        self._adder.add_first(observation, env_mask)
-
     def observe(
         self,
         action: np.ndarray,
@@ -79,14 +62,5 @@ class ImpalaActor(core.Actor):
             raise ValueError("ImpalaActor.observe: the actions must be the ones select_action returned "
                              "(their behaviour log-probabilities are stored with them)")
         self._dispatch(next_observation)  # runs while the adder writes this step
-        scaled_reward = np.asarray(reward) * self._reward_scale  # [B]
-        self._adder.add(action, scaled_reward, next_observation, terminated, truncated, env_mask,
+        self._adder.add(action, self.scaled(reward), next_observation, terminated, truncated, env_mask,
                         behaviour_log_prob=self._log_prob)
-
-    def update(self, wait: bool = False) -> None:
-        self._variable_client.update(wait)
-
-    def close(self) -> None:
-        if self._adder is not None:
-            self._adder.close()
-        self._variable_client.close()

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from agents import core, specs, torsos
+from agents import building, core, specs, torsos
 from agents.impala import anakin, losses, networks
 from agents.impala.config import ImpalaConfig, make_config  # noqa: F401  (builder API)
 from agents.layouts import SequenceLayout
@@ -42,12 +41,12 @@ def make_sequence_layout(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> S
 
 
 def make_networks(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
-    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config, spec.observation_shape))
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), spec.observation_shape))
 
 
 def parameter_count(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> int:
     """Scalars in this config's network parameters (from shapes only: nothing is initialised)."""
-    return torsos.parameter_count(jax.eval_shape(make_networks(config, spec).init, jax.random.PRNGKey(0)))
+    return building.parameter_count(make_networks(config, spec).init)
 
 
 def make_replay_tables(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> list[reverb.Table]:
@@ -141,11 +140,4 @@ def make_actor(
 
 def make_eval_policy(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> Callable[[Any, np.ndarray], jax.Array]:
     """Greedy policy(params, obs [B, ...]) -> actions [B] (the most probable action), jitted."""
-    apply = make_networks(config, spec).apply
-
-    @jax.jit
-    def policy(params: Any, observation: jax.Array) -> jax.Array:
-        logits, _ = apply(params, observation)
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-
-    return policy
+    return building.greedy_policy(make_networks(config, spec).apply, scores=lambda output: output[0])

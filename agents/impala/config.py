@@ -2,20 +2,20 @@
 
 import dataclasses
 
-from agents.config_checks import (HIDDEN_SIZES_EXPECTED, TORSO_RANGES, check_ranges, check_torso, from_preset,
-                                  hidden_sizes)
+from agents.config_checks import NetworkSettings, check_ranges, from_preset
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
 
 @dataclasses.dataclass
-class ImpalaConfig:
+class ImpalaConfig(NetworkSettings):
     """IMPALA settings.
 
     Defaults from Espeholt et al. 2018, "IMPALA: Scalable Distributed Deep-RL with Importance
     Weighted Actor-Learner Architectures", Table G.1 (Atari), unless the comment names another
-    source. Every value is checked when the config is made: a bad one raises ValueError naming
-    the setting, the value and the range.
+    source. The network's settings (hidden_sizes and the torso) are NetworkSettings'
+    (agents/config_checks.py), shared with every agent. Every value is checked when the config
+    is made: a bad one raises ValueError naming the setting, the value and the range.
     """
 
     # Returns and V-trace.
@@ -47,18 +47,6 @@ class ImpalaConfig:
     # IMPALA: an actor takes the latest parameters before each unroll, i.e. every T - 1 steps.
     variable_update_period: int = 19
 
-    # Network.
-    # ours: the heads' width, after the torso's dense layers hidden_sizes[:-1] (the mlp torso:
-    # the flattened observation through them; Ape-X's heads are 512 wide).
-    hidden_sizes: tuple[int, ...] = (512, 512)
-    # ours: the observation encoder (agents/torsos.py): "mlp", or over the window's frames a
-    # causal temporal "conv" stack or a causal "transformer"; the settings below size the last two.
-    torso: str = "mlp"
-    torso_width: int = 64  # ours: conv channels / transformer model width (mlp: unused).
-    torso_depth: int = 2  # ours: conv layers (dilations 1, 2, 4, ...) / transformer blocks.
-    torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
-    conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
-    positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
 
     # Anakin (--lp_launch_type=anakin): each cycle steps anakin_num_envs envs per device
     # sequence_length - 1 times, then makes anakin_num_envs / batch_size updates of batch_size of
@@ -67,7 +55,7 @@ class ImpalaConfig:
 
     def __post_init__(self):
         check_ranges("impala", self, _RANGES)
-        check_torso("impala", self)
+        self.check_network("impala")
 
 
 _RANGES = {
@@ -89,8 +77,6 @@ _RANGES = {
     "max_queue_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (and >= batch_size)"),
     "queue_table_name": (lambda v: isinstance(v, str) and v != "", "a non-empty name"),
     "variable_update_period": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "hidden_sizes": (hidden_sizes, HIDDEN_SIZES_EXPECTED),
-    **TORSO_RANGES,
 }
 
 

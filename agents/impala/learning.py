@@ -1,22 +1,12 @@
 """IMPALA learner: takes batches of sequences from the Reverb queue and runs the pmapped V-trace
-update. The maths (V-trace, the loss, sgd_step) is in losses.py, re-exported here."""
+update. The maths (V-trace, the loss, sgd_step) is in losses.py."""
 
 from typing import Callable, Iterator
 
 import jax
 
-from agents.impala.losses import (  # noqa: F401  (re-exported: the learner's public maths)
-    LearnerState,
-    LossExtra,
-    LossFn,
-    VTraceOutput,
-    init_state,
-    make_impala_loss,
-    make_optimizer,
-    make_sgd_step,
-    vtrace_targets,
-)
-from agents.pmap_learner import DEVICE_AXIS, PmapLearner  # noqa: F401  (DEVICE_AXIS: the axis sgd_step averages over)
+from agents.impala.losses import LearnerState
+from agents.pmap_learner import PmapLearner
 from agents.replay import ReplayBatch
 
 

@@ -8,7 +8,7 @@ import reverb
 
 from agents import replay, specs, testing
 from agents.apex_dqn import builder
-from agents.apex_dqn.actor import apex_epsilon
+from agents.apex_dqn.acting import apex_epsilon
 from agents.environment_loop import EnvironmentLoop
 
 

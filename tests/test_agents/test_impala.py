@@ -12,7 +12,8 @@ import reverb
 
 from agents import specs, testing
 from agents.environment_loop import EnvironmentLoop
-from agents.impala import builder, learning
+from agents.impala import builder, losses
+from agents.pmap_learner import DEVICE_AXIS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC = specs.make_environment_spec(testing.CountingEnv(num_actions=3))
@@ -75,7 +76,7 @@ def test_updates_raise_the_probability_of_the_better_action():
     config = builder.make_config(hidden_sizes=(16,), discount=0.5, learning_rate=3e-3, entropy_cost=0.0)
     sgd_step, optimizer = builder.make_sgd_step(config, SPEC, axis_name=None)
     network = builder.make_networks(config, SPEC)
-    state = learning.init_state(network.init, optimizer, seed=0)
+    state = losses.init_state(network.init, optimizer, seed=0)
     batch = sequence_batch(np.random.default_rng(0))
     probe = batch["observation"].reshape(-1, 3)
 
@@ -94,7 +95,7 @@ def test_updates_raise_the_probability_of_the_better_action():
 def test_final_observation_rows_add_no_loss():
     config = builder.make_config(hidden_sizes=(16,))
     network = builder.make_networks(config, SPEC)
-    loss = learning.make_impala_loss(network.apply, config.discount, config.baseline_cost, config.entropy_cost)
+    loss = losses.make_impala_loss(network.apply, config.discount, config.baseline_cost, config.entropy_cost)
     params = network.init(jax.random.PRNGKey(0))
     batch = sequence_batch(np.random.default_rng(1))
     batch["valid"][:, 2] = False  # rows holding only a final observation
@@ -123,7 +124,8 @@ PMAP_SCRIPT = textwrap.dedent(
     import jax
     import numpy as np
     from agents import testing, specs
-    from agents.impala import builder, learning
+    from agents.pmap_learner import DEVICE_AXIS
+    from agents.impala import builder, losses
 
     assert len(jax.local_devices()) == 2, jax.local_devices()
     spec = specs.make_environment_spec(testing.CountingEnv(num_actions=3))
@@ -139,13 +141,13 @@ PMAP_SCRIPT = textwrap.dedent(
         "valid": rng.uniform(size=(size, length)) > 0.1,
     }
     single_step, optimizer = builder.make_sgd_step(config, spec, axis_name=None)
-    state = learning.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
+    state = losses.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
     single_state, single_metrics = jax.jit(single_step)(state, batch)
 
     pmap_step, _ = builder.make_sgd_step(config, spec)
     devices = jax.local_devices()
     split = jax.tree.map(lambda x: x.reshape(2, size // 2, *x.shape[1:]), batch)
-    pmap_state, pmap_metrics = jax.pmap(pmap_step, axis_name=learning.DEVICE_AXIS, devices=devices)(
+    pmap_state, pmap_metrics = jax.pmap(pmap_step, axis_name=DEVICE_AXIS, devices=devices)(
         jax.device_put_replicated(state, devices), split)
 
     for single, replicated in zip(jax.tree.leaves(single_state.params), jax.tree.leaves(pmap_state.params)):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from agents import specs, testing
-from agents.apex_dqn import builder, learning
+from agents.apex_dqn import builder, losses
 
 
 def test_double_q_td_error_by_hand():
     # Online net picks action 2 at s' (q 5 > 3 > 1); the target net values it 4.
-    td = learning.double_q_td_error(
+    td = losses.double_q_td_error(
         q_taken=jnp.array(2.0),
         n_step_return=jnp.array(1.5),
         discount=jnp.array(0.5),
@@ -22,7 +22,7 @@ def test_double_q_td_error_by_hand():
 
 
 def test_terminal_transition_does_not_bootstrap():
-    td = learning.double_q_td_error(jnp.array(1.0), jnp.array(3.0), jnp.array(0.0), jnp.ones(3), jnp.full(3, 100.0))
+    td = losses.double_q_td_error(jnp.array(1.0), jnp.array(3.0), jnp.array(0.0), jnp.ones(3), jnp.full(3, 100.0))
     assert float(td) == pytest.approx(2.0)
 
 
@@ -35,7 +35,7 @@ def small_setup(**overrides):
 
 def fixed_batch(spec, size=4):
     rng = np.random.default_rng(0)
-    return learning.Batch(
+    return losses.Batch(
         data={
             "observation": rng.normal(size=(size, *spec.observation_shape)).astype(np.float32),
             "next_observation": rng.normal(size=(size, *spec.observation_shape)).astype(np.float32),
@@ -52,7 +52,7 @@ EPSILON = 1e-3  # priority_epsilon of the tests below
 
 
 def test_priority_is_abs_td_plus_epsilon():
-    priorities = learning.priority(jnp.array([0.0, -2.0, 0.5]), EPSILON)
+    priorities = losses.priority(jnp.array([0.0, -2.0, 0.5]), EPSILON)
     np.testing.assert_allclose(priorities, [EPSILON, 2.0 + EPSILON, 0.5 + EPSILON], rtol=1e-6)
 
 
@@ -63,7 +63,7 @@ def test_loss_is_importance_weighted_huber_on_the_double_q_target():
     target_params = network.init(jax.random.PRNGKey(1))  # distinct, so swapping online and target shows
     batch = fixed_batch(spec)
     layout = builder.make_transition_layout(config, spec)
-    loss_fn = learning.make_double_q_loss(network.apply, layout, 0.5, priority_epsilon=EPSILON)
+    loss_fn = losses.make_double_q_loss(network.apply, layout, 0.5, priority_epsilon=EPSILON)
     loss, extra = loss_fn(params, target_params, batch)
 
     # By hand: the online net picks a' at s', the target net values it, the online net gives Q(s, a).
@@ -110,7 +110,7 @@ def test_zero_td_error_gets_priority_epsilon():
     zeros = jax.tree.map(jnp.zeros_like, network.init(jax.random.PRNGKey(0)))
     batch = fixed_batch(spec)
     batch = batch._replace(data={**batch.data, "n_step_return": np.zeros(4, np.float32)})
-    loss_fn = learning.make_double_q_loss(
+    loss_fn = losses.make_double_q_loss(
         network.apply, builder.make_transition_layout(config, spec), 0.5, priority_epsilon=EPSILON
     )
     loss, extra = loss_fn(zeros, zeros, batch)
@@ -122,7 +122,7 @@ def test_target_network_is_copied_every_target_update_period():
     config, spec = small_setup()
     sgd_step, optimizer = builder.make_sgd_step(config, spec, axis_name=None)
     sgd_step = jax.jit(sgd_step)
-    state = learning.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
+    state = losses.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
     initial_target = state.target_params
     batch = fixed_batch(spec)
     for step in range(1, 4):

@@ -5,7 +5,7 @@ import pytest
 import reverb
 
 from agents import adders, replay, specs, testing
-from agents.apex_dqn import learning
+from agents.apex_dqn import losses
 
 ALPHA = 0.6
 LAYOUT = adders.TransitionLayout.from_spec(specs.make_environment_spec(testing.CountingEnv()), n_step=1)
@@ -50,7 +50,7 @@ def test_sampling_frequencies_follow_priority_to_the_alpha(client):
 
 def test_importance_weights_match_the_formula():
     # N = 4, P = [0.1, 0.2, 0.3, 0.4], beta = 0.5: w = (N P)^-0.5 = [1.5811, 1.1180, 0.9129, 0.7906], / max.
-    weights = learning.importance_weights(np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 4.0), beta=0.5)
+    weights = losses.importance_weights(np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 4.0), beta=0.5)
     np.testing.assert_allclose(weights, [1.0, 1 / np.sqrt(2), 1 / np.sqrt(3), 0.5], rtol=1e-6)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agents.impala import learning
+from agents.impala import losses
 
 
 def vtrace_by_definition(values, rewards, discounts, rhos, rho_bar, c_bar, lambda_, pg_rho_bar):
@@ -46,7 +46,7 @@ def test_vtrace_equals_the_papers_sum_on_random_sequences(with_episode_end, rho_
     rng = np.random.default_rng(7)
     for _ in range(5):
         values, rewards, discounts, rhos = random_sequence(rng, 12, with_episode_end)
-        out = learning.vtrace_targets(values, rewards, discounts, rhos, rho_bar, pg_rho_bar, lambda_)
+        out = losses.vtrace_targets(values, rewards, discounts, rhos, rho_bar, pg_rho_bar, lambda_)
         # rlax truncates the traces at c-bar = 1 (c_i = lambda min(1, rho_i)), as the paper's runs do.
         errors, advantages = vtrace_by_definition(values, rewards, discounts, rhos, rho_bar, 1.0, lambda_, pg_rho_bar)
         np.testing.assert_allclose(out.errors, errors, rtol=1e-4, atol=1e-5)
@@ -63,7 +63,7 @@ def test_on_policy_vtrace_is_the_n_step_bootstrapped_return(termination):
     discounts = np.full(length - 1, gamma, np.float32)
     if termination is not None:
         discounts[termination] = 0.0
-    out = learning.vtrace_targets(values, rewards, discounts, np.ones(length - 1, np.float32), 1.0, 1.0, 1.0)
+    out = losses.vtrace_targets(values, rewards, discounts, np.ones(length - 1, np.float32), 1.0, 1.0, 1.0)
     for s in range(length - 1):
         end = length - 1 if termination is None or s > termination else termination + 1
         n_step_return = sum(gamma ** (t - s) * rewards[t] for t in range(s, end))
@@ -78,7 +78,7 @@ def test_three_step_case_by_hand():
     # delta = [1 (1 + 0.5*2 - 1), 0.5 (0 + 0.5*3 - 2) = -0.25, 1 (2 + 0.5*4 - 3) = 1]
     # v_2 = 3 + 1 = 4;  v_1 = 2 - 0.25 + 0.5*0.5*(4 - 3) = 2;  v_0 = 1 + 1 + 0.5*1*(2 - 2) = 2
     # advantages: 1*(1 + 0.5*2 - 1) = 1,  0.5*(0 + 0.5*4 - 2) = 0,  1*(2 + 0.5*4 - 3) = 1
-    out = learning.vtrace_targets(
+    out = losses.vtrace_targets(
         np.array([1.0, 2.0, 3.0, 4.0], np.float32), np.array([1.0, 0.0, 2.0], np.float32),
         np.full(3, 0.5, np.float32), np.array([2.0, 0.5, 1.0], np.float32), 1.0, 1.0, 1.0)
     np.testing.assert_allclose(out.errors + np.array([1.0, 2.0, 3.0]), [2.0, 2.0, 4.0], atol=1e-6)
@@ -93,12 +93,12 @@ def test_a_final_observation_row_bootstraps_a_truncated_episode_and_nothing_leak
     rewards = np.array([0.1, 0.2, 0.0, 5.0], np.float32)
     discounts = np.array([gamma, gamma, 0.0, gamma], np.float32)
     rhos = np.array([1.0, 1.0, 0.0, 1.0], np.float32)
-    out = learning.vtrace_targets(values, rewards, discounts, rhos, 1.0, 1.0, 1.0)
+    out = losses.vtrace_targets(values, rewards, discounts, rhos, 1.0, 1.0, 1.0)
     targets = np.asarray(out.errors) + values[:-1]
     assert targets[1] == pytest.approx(0.2 + gamma * 2.0)  # r_1 + gamma V(final observation)
     assert targets[0] == pytest.approx(0.1 + gamma * (0.2 + gamma * 2.0))
     assert targets[2] == pytest.approx(2.0) and out.pg_advantage[2] == 0.0  # no target, no gradient
-    changed = learning.vtrace_targets(values * np.array([1, 1, 1, 3, 3], np.float32), rewards * np.array([1, 1, 1, -2], np.float32),
+    changed = losses.vtrace_targets(values * np.array([1, 1, 1, 3, 3], np.float32), rewards * np.array([1, 1, 1, -2], np.float32),
                                       discounts, rhos, 1.0, 1.0, 1.0)
     np.testing.assert_allclose(np.asarray(changed.errors)[:3], np.asarray(out.errors)[:3], atol=1e-6)
 
@@ -112,7 +112,7 @@ def test_vtrace_equals_rlax_values_and_gradients(rho_bar, pg_rho_bar, lambda_):
     values, rewards, discounts, rhos = random_sequence(np.random.default_rng(11), 10, with_episode_end=True)
 
     def ours(v):
-        out = learning.vtrace_targets(v, rewards, discounts, rhos, rho_bar, pg_rho_bar, lambda_)
+        out = losses.vtrace_targets(v, rewards, discounts, rhos, rho_bar, pg_rho_bar, lambda_)
         return out, jax.numpy.sum(out.errors ** 2 + out.pg_advantage)
 
     def theirs(v):

@@ -21,7 +21,8 @@ import pytest
 import reverb
 
 from agents import environment_loop, replay, specs, testing
-from agents.apex_dqn import builder, learning
+from agents.apex_dqn import builder, learning, losses
+from agents.pmap_learner import DEVICE_AXIS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC = specs.make_environment_spec(testing.CountingEnv())
@@ -174,13 +175,13 @@ def learner_on(address: str, batches: list[replay.ReplayBatch], learning_rate: f
     """
     network = builder.make_networks(CONFIG, SPEC)
     layout = builder.make_transition_layout(CONFIG, SPEC)
-    loss = learning.make_double_q_loss(
-        network.apply, layout, CONFIG.importance_sampling_exponent, CONFIG.huber_delta, learning.DEVICE_AXIS,
+    loss = losses.make_double_q_loss(
+        network.apply, layout, CONFIG.importance_sampling_exponent, CONFIG.huber_delta, DEVICE_AXIS,
         priority_epsilon=CONFIG.priority_epsilon,
     )
-    optimizer = learning.make_optimizer(learning_rate, CONFIG.adam_eps, CONFIG.max_gradient_norm)
-    sgd_step = learning.make_sgd_step(loss, optimizer, CONFIG.target_update_period, learning.DEVICE_AXIS)
-    state = learning.init_state(network.init, optimizer, seed=0)
+    optimizer = losses.make_optimizer(learning_rate, CONFIG.adam_eps, CONFIG.max_gradient_norm)
+    sgd_step = losses.make_sgd_step(loss, optimizer, CONFIG.target_update_period, DEVICE_AXIS)
+    state = losses.init_state(network.init, optimizer, seed=0)
     if zero_params:
         zeros = jax.tree.map(np.zeros_like, state.params)
         state = state._replace(params=zeros, target_params=zeros, opt_state=optimizer.init(zeros))
@@ -194,7 +195,7 @@ def td_errors(params, target_params, items: replay.ReplayBatch) -> np.ndarray:
     apply = builder.make_networks(CONFIG, SPEC).apply
     observation, next_observation = builder.make_transition_layout(CONFIG, SPEC).observations(items.data)
     q = np.asarray(apply(params, observation))
-    return np.asarray(learning.double_q_td_error(
+    return np.asarray(losses.double_q_td_error(
         q[np.arange(len(q)), items.data["action"]],
         items.data["n_step_return"],
         items.data["discount"],
@@ -352,14 +353,15 @@ PMAP_SCRIPT = textwrap.dedent(
     import jax
     import numpy as np
     from agents import testing, specs
-    from agents.apex_dqn import builder, learning
+    from agents.pmap_learner import DEVICE_AXIS
+    from agents.apex_dqn import builder, learning, losses
 
     assert len(jax.local_devices()) == 2, jax.local_devices()
     spec = specs.make_environment_spec(testing.FrameWindowEnv(window=4))
     config = builder.make_config(hidden_sizes=(16,), n_step=2, target_update_period=1)
     rng = np.random.default_rng(0)
     size = 8
-    batch = learning.Batch(
+    batch = losses.Batch(
         data={
             "frames": rng.normal(size=(size, 6, 3)).astype(np.float32),
             "obs_offset": rng.integers(0, 2, size).astype(np.int32),
@@ -371,13 +373,13 @@ PMAP_SCRIPT = textwrap.dedent(
         table_size=np.full(size, 50.0, np.float32),
     )
     single_step, optimizer = builder.make_sgd_step(config, spec, axis_name=None)
-    state = learning.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
+    state = losses.init_state(builder.make_networks(config, spec).init, optimizer, seed=0)
     single_state, single_extra = jax.jit(single_step)(state, batch)
 
     pmap_step, _ = builder.make_sgd_step(config, spec)
     devices = jax.local_devices()
     split = jax.tree.map(lambda x: x.reshape(2, size // 2, *x.shape[1:]), batch)
-    pmap_state, pmap_extra = jax.pmap(pmap_step, axis_name=learning.DEVICE_AXIS, devices=devices)(
+    pmap_state, pmap_extra = jax.pmap(pmap_step, axis_name=DEVICE_AXIS, devices=devices)(
         jax.device_put_replicated(state, devices), split)
 
     for single, replicated in zip(jax.tree.leaves(single_state.params), jax.tree.leaves(pmap_state.params)):
