@@ -32,6 +32,7 @@ import logging  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
+from launch import flags as launch_flags  # noqa: E402
 from launch.flags import FLAGS  # noqa: E402
 from launch.run import progress  # noqa: E402
 from launch.run.setup import Setup, UsageError, make_setup  # noqa: E402
@@ -55,8 +56,16 @@ def run(setup: Setup) -> int:
     return distributed.run(setup)
 
 
+HELP_ARGUMENTS = ("--help", "-help", "-h", "-?", "--help=true", "--help=1")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing that fails with one line (the flag, the value, what was expected)."""
+    """absl flag parsing that fails with one line (the flag, the value, what was expected).
+    --help lists every flag of the project by group and exits 0 (absl's own --help lists only
+    this module's flags, none, and exits 1); --helpfull stays absl's."""
+    if any(argument in HELP_ARGUMENTS for argument in argv[1:]):
+        print(launch_flags.help_text())
+        sys.exit(0)
     try:
         return FLAGS(argv)
     except flags.Error as error:

@@ -1,24 +1,39 @@
-"""The launcher's command-line flags (absl); launch/run/setup.py checks them into a `Setup`."""
+"""The launcher's command-line flags (absl), in the groups `python launch/apex.py --help` lists
+them in (GROUPS); launch/run/setup.py checks them into a `Setup`."""
+
+import textwrap
 
 from absl import flags
 
 from launch.distributed.program import LAUNCH_TYPES
 
 FLAGS = flags.FLAGS
+
+# ---- Launch: how and where the run executes
 flags.DEFINE_enum("lp_launch_type", "local_mp", [*LAUNCH_TYPES, "anakin"],
                   "local_mt: threads in this process; local_mp: one process per node on a local "
                   "Ray instance; ray: join the Ray cluster at --ray_address; anakin: acting, "
                   "replay and updates in one compiled program on this host's devices.")
 flags.DEFINE_string("ray_address", None, "HOST:PORT of a running Ray cluster (--lp_launch_type=ray).")
+flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp); anakin has none "
+                     "(each device steps the agent config's anakin_num_envs envs).")
+flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
+flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
+                     "once (seeds --seed, --seed+1, ...), each selected on validation; "
+                     "summary.json holds each one's results and their medians.")
+flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
+flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
+flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
+
+# ---- Agent: which agent and its settings
 flags.DEFINE_string("agent", "apex_dqn", "Agent builder, by its name in agents/registry.py.")
 flags.DEFINE_string("agent_preset", "small", "Named settings of the agent's config (agents' "
                     "config.py PRESETS): 'small' learns on a 2-core machine in minutes; "
                     "'apex_paper' is Ape-X's paper settings, for a GPU learner and many actors.")
 flags.DEFINE_string("agent_config", "", "Overrides of the agent's config (on top of the preset): "
                     "key=value,key=value.")
-flags.DEFINE_integer("num_actors", 2, "Actor nodes (processes under local_mp); anakin has none "
-                     "(each device steps the agent config's anakin_num_envs envs).")
-flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one batch.")
+
+# ---- Market data: where the markets come from and how they are split
 flags.DEFINE_string("data", "synthetic", "Market: 'synthetic' (= synthetic:ou), synthetic:gbm, "
                     "synthetic:regime (a process: distinct train/validation/test paths), the "
                     "path of an OHLCV CSV file, a folder of CSV files or a quoted glob pattern "
@@ -34,6 +49,10 @@ flags.DEFINE_integer("test_paths", 8, "Held-out synthetic paths for the final te
 flags.DEFINE_float("train_fraction", 0.6, "CSV: the first fraction of the bars for training.")
 flags.DEFINE_float("validation_fraction", 0.2, "CSV: the next fraction for model selection; the "
                    "rest is the test split.")
+flags.DEFINE_float("periods_per_year", 0.0, "Bars per year for Sharpe and annualized return; "
+                   "0: inferred from the bars' spacing and calendar.")
+
+# ---- Walk-forward folds: train, select and test on one fold of K
 flags.DEFINE_integer("folds", 0, "Walk-forward folds K of each CSV file (or of one synthetic "
                      "path of --synthetic_steps bars): 0 keeps the one split by the fractions "
                      "above; K >= 1 trains, selects and tests on fold --fold "
@@ -48,7 +67,12 @@ flags.DEFINE_integer("fold_train_bars", 0, "With --folds: 0 trains on every bar 
 flags.DEFINE_integer("embargo", -1, "With --folds: bars left out between the training, "
                      "validation and test parts, at least the agent's target horizon (n_step, "
                      "or an IMPALA sequence_length - 1); -1: that horizon.")
+
+# ---- Environment: the trading env every part and launch type is built from
 flags.DEFINE_integer("window", 2, "Bars in one observation.")
+flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
+flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "
+                  "(fractions of portfolio value).")
 flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
 flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")
 flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
@@ -57,26 +81,63 @@ flags.DEFINE_float("risk_aversion", 24.0, "Kappa of the training reward's varian
                    "(environments/envs/accounting.py); the portfolio and every metric are unchanged. "
                    "0: the log growth alone; 24 was chosen on validation Sharpe on the default "
                    "market (docs/results.md).")
-flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions choose from "
-                  "(fractions of portfolio value).")
-flags.DEFINE_float("periods_per_year", 0.0, "Bars per year for Sharpe and annualized return; "
-                   "0: inferred from the bars' spacing and calendar.")
-flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
-                  "plots only (selection never reads them).")
-flags.DEFINE_integer("episode_length", 256, "Steps of a training episode.")
+
+# ---- Limits and checkpoints: the first limit reached stops the run
 flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
                      "(restored steps count); 0: no limit.")
 flags.DEFINE_integer("max_env_steps", 0, "Stop after this many env steps of all actors (anakin: "
                      "of each seed's envs); 0: no limit.")
 flags.DEFINE_float("max_seconds", 240.0, "Stop after this many seconds of running nodes (anakin: "
                    "of training, after compiling); 0: no limit.")
-flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
-flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
-                     "once (seeds --seed, --seed+1, ...), each selected on validation; "
-                     "summary.json holds each one's results and their medians.")
-flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
-flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
-flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every this many learner "
-                     "steps (and once at the end); the best parameters are tested once at the end.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Learner checkpoint every this many steps "
                      "(and at the end); 0: only at the end.")
+
+# ---- Evaluation: model selection on validation, one test at the end
+flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every this many learner "
+                     "steps (and once at the end); the best parameters are tested once at the end.")
+flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
+                  "plots only (selection never reads them).")
+
+# (title, what the group is for, its flags), in --help's order.
+GROUPS = (
+    ('Launch', 'how and where the run executes',
+     ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'seed',
+      'workdir', 'restore')),
+    ('Agent', 'which agent and its settings',
+     ('agent', 'agent_preset', 'agent_config')),
+    ('Market data', 'where the markets come from and how they are split',
+     ('data', 'date_format', 'data_cache', 'synthetic_steps', 'synthetic_paths',
+      'validation_paths', 'test_paths', 'train_fraction', 'validation_fraction',
+      'periods_per_year')),
+    ('Walk-forward folds', 'train, select and test on one fold of K',
+     ('folds', 'fold', 'fold_test_bars', 'fold_validation_bars', 'fold_train_bars', 'embargo')),
+    ('Environment', 'the trading env every part and launch type is built from',
+     ('window', 'episode_length', 'positions', 'commission_bps', 'spread_bps',
+      'borrow_bps_per_step', 'risk_aversion')),
+    ('Limits and checkpoints', 'the first limit reached stops the run',
+     ('max_learner_steps', 'max_env_steps', 'max_seconds', 'checkpoint_every')),
+    ('Evaluation', 'model selection on validation, one test at the end',
+     ('eval_every', 'report_test_curve')),
+)
+
+
+def help_text(program: str = "launch/apex.py") -> str:
+    """Every flag of the project by group: its name, default and help (absl's --helpfull also
+    lists absl's and JAX's own flags)."""
+    lines = [f"usage: python {program} [--flag=value ...]", "",
+             "Trains an agent on a trading market; every flag below is optional. A bad value fails at",
+             "once, naming the flag. --helpfull also lists absl's and JAX's own flags.", ""]
+    for title, what, names in GROUPS:
+        lines.append(f"{title} ({what}):")
+        for name in names:
+            flag = FLAGS[name]
+            default = (flag.default_as_str or "").strip("'")
+            choices = getattr(flag.parser, "enum_values", None)
+            text = flag.help
+            if choices:  # absl starts an enum's help with "<a|b|c>: "
+                text = text.removeprefix(f"<{'|'.join(choices)}>: ")
+            suffix = f"  (one of: {', '.join(choices)})" if choices else ""
+            lines.append(f"  --{name}={default}{suffix}")
+            lines.extend(textwrap.wrap(text, 88, initial_indent="      ", subsequent_indent="      "))
+        lines.append("")
+    return "\n".join(lines)
