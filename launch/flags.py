@@ -80,7 +80,8 @@ flags.DEFINE_float("risk_aversion", 24.0, "Kappa of the training reward's varian
                    "step's reward is its log growth minus kappa / 2 x its squared return "
                    "(environments/envs/accounting.py); the portfolio and every metric are unchanged. "
                    "0: the log growth alone; 24 was chosen on validation Sharpe on the default "
-                   "market (docs/results.md).")
+                   "market (docs/results.md), whose bars move ~1%: it is multiplied by 1% / the "
+                   "training split's per-step volatility, as the agent's reward_scale is.")
 
 # ---- Limits and checkpoints: the first limit reached stops the run
 flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "

@@ -26,6 +26,7 @@ class ApexDQNConfig(NetworkSettings):
     # ours: rewards are multiplied by this before they are stored (Atari DQN clips to [-1, 1]
     # instead). Log-growth rewards are ~1e-2 per step, far below the network's initial outputs
     # and the Huber delta; e.g. 100 puts returns in percent. The greedy policy is unchanged.
+    # launch/run/setup.py multiplies it by 1% / the training markets' per-step volatility (issue 30).
     reward_scale: float = 1.0
 
     # Prioritized replay.

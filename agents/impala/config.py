@@ -26,7 +26,8 @@ class ImpalaConfig(NetworkSettings):
     # IMPALA: lambda = 1. rlax's V-trace traces with c_s = lambda * min(1, rho_s), i.e. c-bar = 1.
     vtrace_lambda: float = 1.0
     # ours, as apex_dqn: rewards are multiplied by this before they are stored (IMPALA clips
-    # Atari rewards to [-1, 1]); log-growth rewards are ~1e-2 per step.
+    # Atari rewards to [-1, 1]); log-growth rewards are ~1e-2 per step. launch/run/setup.py
+    # multiplies it by 1% / the training markets' per-step volatility.
     reward_scale: float = 1.0
 
     # Loss.

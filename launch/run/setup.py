@@ -12,6 +12,14 @@ from typing import Any
 from launch.run.limits import Limits
 
 
+# The per-step volatility that reward_scale and --risk_aversion are quoted for: the default
+# market's (daily bars moving ~1%), on which they were tuned. A market whose bars move less
+# (hourly bars: ~0.1%) has proportionally smaller rewards, and so a variance penalty and value
+# gaps that vanish next to the costs and the Q-values' noise (issue 30): both are rescaled to the
+# training markets' own volatility, so that one set of defaults means the same at any bar size.
+REFERENCE_VOLATILITY = 0.01
+
+
 class UsageError(ValueError):
     """A flag value that cannot work; the message names the flag and what was expected."""
 
@@ -42,6 +50,7 @@ class Setup:
     restore: bool
     report_test_curve: bool
     flags_text: str  # every flag's value, as flags.txt keeps them
+    return_volatility: float = REFERENCE_VOLATILITY  # std of the training markets' step returns
 
     @property
     def learner_dir(self) -> str:
@@ -106,6 +115,8 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"--data={flags.data}: {error.strerror}") from None
     except (MarketDataError, ValueError) as error:
         raise UsageError(f"{data_flags}: {error}") from None
+    volatility = return_volatility(splits.train)
+    units = REFERENCE_VOLATILITY / volatility if volatility > 0 else 1.0  # rewards' rescaling
     env_flags = " ".join(f"--{name}={getattr(flags, name)}" for name in (
         "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step",
         "risk_aversion"))
@@ -113,7 +124,9 @@ def make_setup(flags: Any) -> Setup:
         envs = EnvFactory(market, EnvConfig(
             window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
             spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
-            episode_length=flags.episode_length, risk_aversion=flags.risk_aversion))
+            episode_length=flags.episode_length,
+            risk_aversion=flags.risk_aversion * units if flags.risk_aversion >= 0
+            else flags.risk_aversion))  # a bad value is reported as given
         train_env = envs.train_vector(num_envs=1)
         for part in ("validation", "test"):
             envs.eval_setups(part)
@@ -128,6 +141,8 @@ def make_setup(flags: Any) -> Setup:
         annualization = (f"{infer_periods_per_year(splits.test[0].timestamps)[1]} periods per "
                          "year, inferred from the bars (override: --periods_per_year)")
     builder, config = _agent(flags)  # jax, TensorFlow and Reverb load here, after the checks
+    if hasattr(config, "reward_scale"):
+        config = dataclasses.replace(config, reward_scale=config.reward_scale * units)
     spec = builder.make_environment_spec(train_env)
     train_env.close()
     return Setup(
@@ -140,8 +155,15 @@ def make_setup(flags: Any) -> Setup:
         limits=Limits(flags.max_learner_steps, flags.max_env_steps, flags.max_seconds),
         eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
         restore=flags.restore, report_test_curve=flags.report_test_curve,
-        flags_text=flags.flags_into_string(),
+        flags_text=flags.flags_into_string(), return_volatility=volatility,
     )
+
+
+def return_volatility(markets: Any) -> float:
+    """The standard deviation of the close-to-close step returns of `markets`, all together."""
+    import numpy as np
+
+    return float(np.std(np.concatenate([np.diff(m.close) / m.close[:-1] for m in markets])))
 
 
 def _check_workdir(flags: Any) -> str:

@@ -94,6 +94,7 @@ def build(setup: Setup, *, launch_type: str, stop_reason: str, counts: Counts,
         "market": dataclasses.asdict(setup.envs.source),
         "env": setup.envs.config.as_dict(),
         "annualization": setup.annualization,
+        "return_volatility": setup.return_volatility,  # rewards rescaled to it (launch/run/setup.py)
         "seed": setup.seed,
         "num_seeds": setup.num_seeds,  # agents trained (each selected on its own)
         "stop_reason": stop_reason,

@@ -43,8 +43,8 @@ TINY_TRANSFORMER = with_agent_config(TINY, "torso=transformer,torso_width=16,tor
 # summary.json's keys under every launch type (launch/run/summary.py); anakin adds "seeds".
 SUMMARY_KEYS = {
     "launch_type", "agent", "agent_preset", "agent_config", "torso", "parameter_count", "data",
-    "market", "env", "annualization", "seed", "num_seeds", "stop_reason", "env_steps",
-    "learner_steps", "restored_from_step", "wall_s", "run_s", "env_steps_per_s",
+    "market", "env", "annualization", "return_volatility", "seed", "num_seeds", "stop_reason",
+    "env_steps", "learner_steps", "restored_from_step", "wall_s", "run_s", "env_steps_per_s",
     "learner_steps_per_s", "replay_items", "validation", "test", "launch", "errors", "workdir",
 }
 EVAL_KEYS = {"total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe"}
@@ -214,6 +214,32 @@ def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("apex.py: error: ") and message in lines[0], lines
     assert not workdir.exists()  # nothing started, nothing written
+
+
+def test_rewards_are_rescaled_to_the_training_markets_volatility(tmp_path):
+    """reward_scale and --risk_aversion are quoted for bars that move 1% (the default market's,
+    launch/run/setup.py's REFERENCE_VOLATILITY): on bars that move 10x less both are 10x larger, so
+    that the reward's growth, variance penalty and costs keep their proportions (issue 30)."""
+    import numpy as np
+    from absl.testing import flagsaver
+
+    from launch.flags import FLAGS
+    from launch.run.setup import make_setup
+
+    resolved = {}
+    for size in (0.01, 0.001):  # log returns of +-size, alternating
+        closes = 100.0 * np.exp(size * np.cumsum(np.resize([1.0, -1.0], 600)))
+        dates = np.datetime64("2020-01-01") + np.arange(len(closes))
+        path = tmp_path / f"bars_{size}.csv"
+        path.write_text("date,open,high,low,close\n" + "".join(
+            f"{date},{close!r},{close!r},{close!r},{close!r}\n" for date, close in zip(dates, closes)))
+        with flagsaver.flagsaver():
+            FLAGS(["apex.py", f"--data={path}", "--data_cache=off", f"--workdir={tmp_path / str(size)}"])
+            setup = make_setup(FLAGS)
+        assert setup.return_volatility == pytest.approx(size, rel=0.01)
+        resolved[size] = (setup.config.reward_scale, setup.envs.config.risk_aversion)
+    assert resolved[0.01] == pytest.approx((100.0, 24.0), rel=0.01)  # the small preset's, the flag's
+    assert resolved[0.001] == pytest.approx((1000.0, 240.0), rel=0.01)
 
 
 @pytest.mark.e2e

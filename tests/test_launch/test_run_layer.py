@@ -90,7 +90,9 @@ def test_every_launch_type_builds_its_envs_from_one_configuration(bars, tmp_path
     compiled = _setup("anakin", bars, tmp_path / "anakin")
     config = threads.envs.config
     assert compiled.envs.config == config
-    assert (config.window, config.positions, config.risk_aversion) == (3, (-1.0, 0.0, 0.5, 1.0), 7.0)
+    assert (config.window, config.positions) == (3, (-1.0, 0.0, 0.5, 1.0))
+    # kappa is quoted for bars that move 1%: rescaled to the training markets' volatility.
+    assert config.risk_aversion == pytest.approx(7.0 * 0.01 / threads.return_volatility)
     assert config.trade_cost_rate == pytest.approx(5e-4) and config.borrow_rate == pytest.approx(5e-5)
 
     # What each launch type's envs are: an actor's vector env and the evaluator's envs
