@@ -1,5 +1,6 @@
 """The probabilistic and deflated Sharpe ratios against values computed by hand from the papers'
-formulas on fixed returns, and the numerical example of Bailey & López de Prado (2014)."""
+formulas on fixed returns, the numerical example of Bailey & López de Prado (2014), and the
+Jobson-Korkie-Memmel test of a Sharpe difference on hand-computed moments."""
 
 import math
 import statistics
@@ -9,7 +10,9 @@ import pytest
 
 from environments.evaluation.significance import (EULER_GAMMA, deflated_sharpe_ratio,
                                                   expected_max_sharpe, probabilistic_sharpe_ratio,
-                                                  psr_from_moments, return_moments, significance, verdict)
+                                                  psr_from_moments, return_moments,
+                                                  sharpe_difference_test, sharpe_difference_z,
+                                                  significance, verdict)
 
 RETURNS = [0.03, -0.01, 0.0, 0.01, -0.01, 0.04, -0.02, 0.005]
 PHI = statistics.NormalDist().cdf
@@ -92,15 +95,63 @@ def test_deflated_sharpe_falls_with_more_trials():
 def test_significance_and_its_verdict():
     rng = np.random.default_rng(1)
     strong = rng.normal(0.002, 0.01, 2000)  # per-period SR ~ 0.2: beyond luck
-    weak = rng.normal(0.0, 0.01, 500)
+    weak = rng.normal(0.0, 0.01, 2000)
     result = significance(strong, benchmark_returns=weak, num_trials=20,
                           trials_sharpe_variance=0.01**2)
     sharpe, skew, kurt, n = return_moments(strong)
     assert result["psr_vs_zero"] == psr_from_moments(sharpe, n, skew, kurt)
-    assert result["psr_vs_benchmark"] == psr_from_moments(sharpe, n, skew, kurt,
-                                                          return_moments(weak)[0])
+    assert result["vs_benchmark"] == sharpe_difference_test(strong, weak)
+    assert result["p_above_benchmark"] == result["vs_benchmark"]["p_above_benchmark"] > 0.95
     assert result["dsr"] == deflated_sharpe_ratio(strong, 20, 0.01**2)
     assert verdict(result).startswith("distinguishable from luck")
-    lucky = significance(weak, num_trials=50, trials_sharpe_variance=0.05**2)
-    assert lucky["psr_vs_benchmark"] is None
+    lucky = significance(weak[:500], num_trials=50, trials_sharpe_variance=0.05**2)
+    assert lucky["vs_benchmark"] is None and lucky["p_above_benchmark"] is None
     assert verdict(lucky).startswith("not distinguishable from luck")
+    # beyond luck, but not beyond a benchmark that does as well on the same periods
+    level = significance(strong, benchmark_returns=strong[::-1], num_trials=1)
+    assert level["p_above_benchmark"] == pytest.approx(0.5, abs=1e-9)
+    assert "but not over the benchmark" in verdict(level)
+
+
+def test_sharpe_difference_z_by_hand():
+    # SR = 0.1, SR_b = 0.05, rho = 0.5, n = 100:
+    # theta = (2 - 1 + (0.01 + 0.0025 - 2 x 0.1 x 0.05 x 0.25) / 2) / 100 = 1.005 / 100
+    assert sharpe_difference_z(0.1, 0.05, 0.5, 100) == pytest.approx(0.05 / math.sqrt(0.01005),
+                                                                     rel=1e-12)
+    assert sharpe_difference_z(0.1, 0.05, 0.5, 100) == pytest.approx(0.49875466805, rel=1e-9)
+    # uncorrelated, Sharpes 0 and 0: theta = 2 / n, the variance of a difference of two
+    # independent Sharpe estimates of variance 1 / n each
+    assert sharpe_difference_z(0.2, 0.0, 0.0, 50) == pytest.approx(
+        0.2 / math.sqrt((2 + 0.02) / 50), rel=1e-12)
+    # the higher the correlation, the smaller the noise of the difference
+    assert sharpe_difference_z(0.1, 0.05, 0.9, 100) > sharpe_difference_z(0.1, 0.05, 0.0, 100)
+    assert sharpe_difference_z(0.1, 0.1, 1.0, 100) == 0.0  # the same series
+    assert sharpe_difference_z(0.05, 0.1, 0.5, 100) == -sharpe_difference_z(0.1, 0.05, 0.5, 100)
+    with pytest.raises(ValueError, match="correlation=1.5"):
+        sharpe_difference_z(0.1, 0.0, 1.5, 100)
+
+
+def test_sharpe_difference_test_on_fixed_returns_by_hand():
+    agent = [0.01, 0.02, -0.01, 0.03]
+    hold = [0.02, 0.01, 0.0, 0.01]
+    # agent: mean 0.0125, deviations -0.0025 0.0075 -0.0225 0.0175, sum of squares 8.75e-4
+    # hold:  mean 0.01,   deviations  0.01   0      -0.01    0,      sum of squares 2e-4
+    # cross products: -2.5e-5 + 0 + 2.25e-4 + 0 = 2e-4
+    sharpe = 0.0125 / math.sqrt(8.75e-4 / 3)
+    benchmark = 0.01 / math.sqrt(2e-4 / 3)
+    rho = 2e-4 / math.sqrt(8.75e-4 * 2e-4)
+    theta = (2 - 2 * rho + (sharpe**2 + benchmark**2 - 2 * sharpe * benchmark * rho**2) / 2) / 4
+    result = sharpe_difference_test(agent, hold)
+    assert result["correlation"] == pytest.approx(rho, rel=1e-12)
+    assert result["correlation"] == pytest.approx(0.47809144373375745, rel=1e-12)
+    assert (result["sharpe_per_period"], result["benchmark_sharpe_per_period"]) == pytest.approx(
+        (sharpe, benchmark), rel=1e-12)
+    assert result["z"] == pytest.approx((sharpe - benchmark) / math.sqrt(theta), rel=1e-12)
+    assert result["p_above_benchmark"] == pytest.approx(PHI(result["z"]), rel=1e-12)
+    assert result["z"] < 0  # the agent's Sharpe 0.73 is below buy-and-hold's 1.22
+    with pytest.raises(ValueError, match="same periods"):
+        sharpe_difference_test(agent, hold[:3])
+    # a constant benchmark (flat): rho = 0, its Sharpe 0
+    flat = sharpe_difference_test(agent, [0.0] * 4)
+    assert flat["correlation"] == 0.0
+    assert flat["z"] == pytest.approx(sharpe / math.sqrt((2 + sharpe**2 / 2) / 4), rel=1e-12)
