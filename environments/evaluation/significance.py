@@ -133,12 +133,12 @@ def significance(returns: Sequence[float], benchmark_returns: Sequence[float] | 
     threshold = expected_max_sharpe(num_trials, trials_sharpe_variance)
     paired = (None if benchmark_returns is None
               else sharpe_difference_test(returns, benchmark_returns))
+    versus = {} if paired is None else paired
     return {
         "sharpe_per_period": sharpe, "skew": skew, "kurt": kurt, "num_returns": n,
         "psr_vs_zero": psr_from_moments(sharpe, n, skew, kurt, 0.0),
-        "benchmark_sharpe_per_period": None if paired is None else paired["benchmark_sharpe_per_period"],
-        "vs_benchmark": paired,
-        "p_above_benchmark": None if paired is None else paired["p_above_benchmark"],
+        "benchmark_sharpe_per_period": versus.get("benchmark_sharpe_per_period"),
+        "vs_benchmark": paired, "p_above_benchmark": versus.get("p_above_benchmark"),
         "num_trials": int(num_trials), "trials_sharpe_variance": float(trials_sharpe_variance),
         "expected_max_sharpe": threshold,
         "dsr": psr_from_moments(sharpe, n, skew, kurt, threshold),
