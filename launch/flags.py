@@ -98,6 +98,13 @@ flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every 
                      "steps (and once at the end); the best parameters are tested once at the end.")
 flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
                   "plots only (selection never reads them).")
+flags.DEFINE_float("flat_margin", 1.0, "Flat (no position, no cost) is a candidate of the "
+                   "selection: the agent's best parameters are tested only if their validation "
+                   "Sharpe beats flat's (0) by this many standard errors of a Sharpe measured over "
+                   "the median validation market's years (1 / sqrt(years)); else the run selects and "
+                   "tests flat. 0: any positive validation Sharpe; see --noflat_candidate.")
+flags.DEFINE_bool("flat_candidate", True, "Whether flat is a candidate of the selection "
+                  "(--flat_margin); --noflat_candidate always tests the agent's best parameters.")
 
 # (title, what the group is for, its flags), in --help's order.
 GROUPS = (
@@ -118,7 +125,7 @@ GROUPS = (
     ('Limits and checkpoints', 'the first limit reached stops the run',
      ('max_learner_steps', 'max_env_steps', 'max_seconds', 'checkpoint_every')),
     ('Evaluation', 'model selection on validation, one test at the end',
-     ('eval_every', 'report_test_curve')),
+     ('eval_every', 'flat_candidate', 'flat_margin', 'report_test_curve')),
 )
 
 

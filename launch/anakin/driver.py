@@ -73,7 +73,7 @@ def run(setup: Setup) -> int:
         os.makedirs(os.path.join(setup.workdir, "eval"), exist_ok=True)
         recorder = Recorder(setup.workdir)
         selection = model_selection(setup.workdir, setup.num_seeds, splits, recorder,
-                                    setup.report_test_curve)
+                                    setup.report_test_curve, setup.flat_margin)
         validations = Validations(selection)
         try:
             state = _train(setup, program, run, validations, recorder)

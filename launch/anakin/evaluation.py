@@ -84,12 +84,19 @@ class SplitEvaluator:
 
 
 def model_selection(workdir: str, num_seeds: int, splits: dict[str, SplitEvaluator], recorder: Any,
-                    report_test_curve: bool) -> ModelSelection:
-    """The run layer's selection of each seed, evaluated by the compiled walks of `splits`."""
+                    report_test_curve: bool, flat_margin: float | None = None) -> ModelSelection:
+    """The run layer's selection of each seed, evaluated by the compiled walks of `splits`
+    (flat a candidate with `flat_margin`; None: no flat candidate)."""
+
+    def flat(part: str) -> dict[str, Any]:
+        references = splits[part].references
+        return evaluation.evaluation_record(references["flat"], references)
+
     return ModelSelection(
         workdir, num_seeds, lambda part, params: splits[part].evaluate(params),
         lambda part, path, records: splits[part].plot(path, records), recorder, stacked=True,
-        report_test_curve=report_test_curve)
+        report_test_curve=report_test_curve, flat=None if flat_margin is None else flat,
+        flat_margin=flat_margin)
 
 
 class Validations:

@@ -44,7 +44,7 @@ def build_program(setup: Setup) -> Program:
         "evaluator", nodes.EvaluatorNode, **common, learner=learner, recorder=recorder,
         envs=setup.envs, eval_every=setup.eval_every, workdir=workdir,
         periods_per_year=setup.periods_per_year, report_test_curve=setup.report_test_curve,
-        num_cpus=0,
+        flat_margin=setup.flat_margin, num_cpus=0,
     )
     actor_env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
     for actor_id in range(setup.num_actors):

@@ -10,7 +10,7 @@ import numpy as np
 
 # Kept for every member in a record of several members (the rest is their median).
 BY_SEED = ("sharpe", "total_return", "best_sharpe", "best_learner_steps", "test_sharpe",
-           "test_total_return")
+           "test_total_return", "policy")
 
 
 def baselines(envs: list[Any], periods_per_year: float | None) -> dict[str, list[dict]]:
@@ -29,13 +29,14 @@ def evaluation_record(results: list[dict], references: dict[str, list[dict]]) ->
     from environments import median_metrics
 
     agent, hold = median_metrics(results), median_metrics(references["buy_and_hold"])
+    flat = median_metrics(references["flat"])
     record = {name: agent[name] for name in (
         "total_return", "annualized_return", "sharpe", "sortino", "max_drawdown",
         "turnover", "hit_rate")}
     record.update(
         buy_and_hold_return=hold["total_return"], buy_and_hold_sharpe=hold["sharpe"],
         buy_and_hold_max_drawdown=hold["max_drawdown"],
-        flat_return=median_metrics(references["flat"])["total_return"],
+        flat_return=flat["total_return"], flat_sharpe=flat["sharpe"],
         num_markets=len(results), sharpe_by_market=[r["sharpe"] for r in results],
         periods_per_year=results[0]["periods_per_year"],
         annualization=results[0]["annualization"],
@@ -52,17 +53,19 @@ def loggable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One record for S members: the median of each number, each member's value of BY_SEED's
-    keys (as `<key>_by_seed`), the rest as member 0 has it."""
+    """One record for S members: the median of each number (over the members that have one:
+    a flat member has no learner step), each member's value of BY_SEED's keys (as
+    `<key>_by_seed`), the rest as member 0 has it."""
     if len(records) == 1:
         return loggable(records[0])
     merged = {}
     for key, value in loggable(records[0]).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values = [r[key] for r in records]
-            merged[key] = value if len(set(values)) == 1 else float(np.median(values))
-        else:
+        values = [r.get(key) for r in records]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if not numbers or isinstance(value, bool):
             merged[key] = value
+        else:
+            merged[key] = numbers[0] if len(set(numbers)) == 1 else float(np.median(numbers))
     for key in BY_SEED:
         if key in records[0]:
             merged[f"{key}_by_seed"] = [r[key] for r in records]

@@ -90,14 +90,27 @@ class ProgressLine:
 
 
 def _selection(summary: dict[str, Any]) -> str:
-    validation = summary["validation"]
+    validation, test = summary["validation"], summary["test"]
     if "learner_steps_by_seed" in validation:
         sharpes = ", ".join(_format(v, 2) for v in validation["best_sharpe_by_seed"])
-        return (f"  selected on validation, each seed on its own: learner steps "
+        line = (f"  selected on validation, each seed on its own: learner steps "
                 f"{validation['learner_steps_by_seed']} (validation sharpe {sharpes}; median "
                 f"{_format(validation.get('best_sharpe'), 2)})")
-    return (f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
+        flats = [s for s, policy in enumerate(test.get("policy_by_seed") or []) if policy == "flat"]
+        if flats:
+            line += (f"; flat for seed{'s' if len(flats) > 1 else ''} "
+                     f"{', '.join(str(summary['seed'] + s) for s in flats)}, whose best did not beat "
+                     f"flat by the margin (needed > {_format(test.get('flat_threshold'), 2)}, "
+                     "--flat_margin)")
+        return line
+    line = (f"  selected on validation: learner step {validation.get('learner_steps')} (validation "
             f"sharpe {_format(validation.get('best_sharpe'), 2)})")
+    if test.get("policy") == "flat":
+        line = (f"  selected on validation: flat, as the agent's best (learner step "
+                f"{validation.get('learner_steps')}, validation sharpe "
+                f"{_format(validation.get('best_sharpe'), 2)}) did not beat flat's sharpe by the margin "
+                f"(needed > {_format(test.get('flat_threshold'), 2)}, --flat_margin)")
+    return line
 
 
 def final_report(summary: dict[str, Any]) -> str:

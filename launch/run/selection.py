@@ -8,6 +8,12 @@ back on --restore. What is tested: each member's kept parameters, once, on the t
 no test figure is computed before that unless `report_test_curve` asks for one beside each
 validation evaluation (reported only: nothing reads it back).
 
+Flat (no position: no cost, no risk) is a candidate too, with `flat_margin`: a member's kept
+parameters are tested only if their validation Sharpe beats flat's by `flat_margin` standard
+errors of a Sharpe measured over the median validation market's span (1 / sqrt(years), Lo
+2002 at small Sharpe ratios); else the member selects flat, and its test is flat's. A best of
+many noisy evaluations that does not clear that margin shows no edge worth its costs.
+
 A driver gives `evaluate(part, params) -> [one evaluation record per member]`
 (launch/run/evaluation.py's records) and `plot(part, path, records) -> path`; the distributed
 evaluator node calls `validate` when the learner passes a step, anakin from its validation
@@ -16,6 +22,7 @@ thread.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Callable
@@ -27,19 +34,30 @@ from launch.run.evaluation import median_record
 
 # What best.json keeps of the selected evaluation.
 BEST_KEYS = ("learner_steps", "sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe",
-             "num_markets")
+             "num_markets", "flat_sharpe", "years")
 # What a validation record carries of the test split with report_test_curve (as test_<key>).
 TEST_CURVE_KEYS = ("sharpe", "total_return", "max_drawdown", "buy_and_hold_sharpe")
 SELECTED_BY_VALIDATION = "best validation sharpe"
 SELECTED_BY_NEWEST = "newest (no validation evaluation)"
+SELECTED_FLAT = "flat: no validation sharpe above flat's by the margin"
 
 Evaluate = Callable[[str, Any], list[dict]]  # (part, params) -> a record per member
 Plot = Callable[[str, str, list[dict]], str]  # (part, path, records) -> path
+Flat = Callable[[str], dict]  # part -> flat's evaluation record on that part's markets
 
 
 def next_evaluation(step: int, eval_every: int) -> int:
     """The first learner step after `step` at which validation is due."""
     return (step // eval_every + 1) * eval_every
+
+
+def flat_threshold(best: dict[str, Any], flat_margin: float) -> float | None:
+    """The validation Sharpe that `best` (a best.json record) must beat to be tested rather than
+    flat: flat's Sharpe plus `flat_margin` / sqrt(years of the median validation market). None
+    for a record that lacks them (kept by an older version)."""
+    if best.get("flat_sharpe") is None or not best.get("years"):
+        return None
+    return float(best["flat_sharpe"] + flat_margin / math.sqrt(best["years"]))
 
 
 def best_dirs(workdir: str, num_members: int) -> list[str]:
@@ -58,7 +76,11 @@ class ModelSelection:
 
     def __init__(self, workdir: str, num_members: int, evaluate: Evaluate, plot: Plot,
                  recorder: Any, stacked: bool, report_test_curve: bool = False,
-                 plot_every_s: float = 10.0):
+                 plot_every_s: float = 10.0, flat: Flat | None = None,
+                 flat_margin: float | None = None):
+        if (flat is None) != (flat_margin is None):
+            raise ValueError("flat and flat_margin go together: both, or neither (no flat candidate)")
+        self._flat, self._flat_margin = flat, flat_margin
         self.dirs = best_dirs(workdir, num_members)
         self.best = [checkpoints.load_best_metadata(d) for d in self.dirs]  # None: none yet
         self._evaluate, self._plot, self._recorder = evaluate, plot, recorder
@@ -114,28 +136,44 @@ class ModelSelection:
             self._plotted, self._plotted_step = time.monotonic(), self.last_step
 
     def test(self, newest: tuple[int, Any] | None = None) -> list[dict[str, Any]]:
-        """Each member's kept parameters evaluated once on the test markets (a member never
-        evaluated on validation: `newest`, (learner step, params), the newest parameters);
-        writes their median record (node "test") and test_equity.png; returns each member's."""
-        chosen = []  # (step, selected_by, params) of each member
+        """Each member's selection evaluated once on the test markets: its kept parameters, or
+        flat where they do not beat flat on validation by the margin (a member never evaluated
+        on validation: `newest`, (learner step, params), its newest parameters). Writes their
+        median record (node "test") and test_equity.png; returns each member's record, with
+        `policy` ("agent" or "flat") and `flat_threshold` (None: flat was no candidate)."""
+        chosen = []  # (step, selected_by, params, threshold) of each member; params None: flat
         for s, best in enumerate(self.best):
             if best is not None:
-                chosen.append((best["learner_steps"], SELECTED_BY_VALIDATION,
-                               checkpoints.load_best_params(self.dirs[s])))
+                threshold = (None if self._flat_margin is None
+                             else flat_threshold(best, self._flat_margin))
+                if threshold is not None and not best["sharpe"] > threshold:
+                    chosen.append((None, SELECTED_FLAT, None, threshold))
+                else:
+                    chosen.append((best["learner_steps"], SELECTED_BY_VALIDATION,
+                                   checkpoints.load_best_params(self.dirs[s]), threshold))
             elif newest is not None:
-                chosen.append((newest[0], SELECTED_BY_NEWEST, self.member(newest[1], s)))
+                chosen.append((newest[0], SELECTED_BY_NEWEST, self.member(newest[1], s), None))
             else:
                 raise ValueError(f"member {s} has no validation evaluation and no newest parameters")
-        params = [member_params for _, _, member_params in chosen]
-        if self._stacked:
-            import jax
+        agents = [params for _, _, params, _ in chosen if params is not None]
+        records = []
+        if agents:  # members that select flat are not walked with the agent's parameters
+            if self._stacked:
+                import jax
 
-            params = jax.tree.map(lambda *leaves: np.stack(leaves), *params)  # [S, ...]
-        else:
-            params = params[0]
-        records = self._evaluate("test", params)
-        for record, (step, selected_by, _) in zip(records, chosen):
-            record.update(learner_steps=step, selected_by=selected_by)
-        self._plot("test", os.path.join(self._eval_dir, "test_equity.png"), records)
-        self._recorder.write("test", median_record(records), step=max(step for step, _, _ in chosen))
-        return records
+                # Every member's row (the compiled walk's shape); flat members' rows are discarded.
+                stacked = [params if params is not None else agents[0] for _, _, params, _ in chosen]
+                records = self._evaluate("test", jax.tree.map(lambda *leaves: np.stack(leaves), *stacked))
+            else:
+                records = self._evaluate("test", agents[0])
+        flat = self._flat("test") if self._flat is not None and len(agents) < len(chosen) else None
+        tested = []
+        for s, (step, selected_by, params, threshold) in enumerate(chosen):
+            record = dict(flat) if params is None else records[s]
+            record.update(learner_steps=step, selected_by=selected_by, flat_threshold=threshold,
+                          policy="flat" if params is None else "agent")
+            tested.append(record)
+        self._plot("test", os.path.join(self._eval_dir, "test_equity.png"), tested)
+        steps = [step for step, _, _, _ in chosen if step is not None]
+        self._recorder.write("test", median_record(tested), step=max(steps, default=0))
+        return tested

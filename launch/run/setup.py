@@ -49,6 +49,7 @@ class Setup:
     checkpoint_every: int
     restore: bool
     report_test_curve: bool
+    flat_margin: float | None  # flat's margin in the selection (selection.py); None: no flat
     flags_text: str  # every flag's value, as flags.txt keeps them
     return_volatility: float = REFERENCE_VOLATILITY  # std of the training markets' step returns
 
@@ -74,6 +75,9 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"--train_fraction={flags.train_fraction} "
                          f"--validation_fraction={flags.validation_fraction}: expected two numbers "
                          "in (0, 1) whose sum is < 1 (the rest is the test split)")
+    if not (flags.flat_margin >= 0 and math.isfinite(flags.flat_margin)):
+        raise UsageError(f"--flat_margin={flags.flat_margin}: expected a number >= 0 (standard "
+                         "errors of the validation Sharpe; --noflat_candidate: no flat candidate)")
     if not (flags.periods_per_year >= 0 and math.isfinite(flags.periods_per_year)):
         raise UsageError(f"--periods_per_year={flags.periods_per_year}: expected a number > 0, "
                          "or 0 to infer it from the data")
@@ -155,6 +159,7 @@ def make_setup(flags: Any) -> Setup:
         limits=Limits(flags.max_learner_steps, flags.max_env_steps, flags.max_seconds),
         eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
         restore=flags.restore, report_test_curve=flags.report_test_curve,
+        flat_margin=flags.flat_margin if flags.flat_candidate else None,
         flags_text=flags.flags_into_string(), return_volatility=volatility,
     )
 

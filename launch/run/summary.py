@@ -27,7 +27,8 @@ from launch.run.setup import Setup
 TEST_KEYS = (
     "total_return", "sharpe", "max_drawdown", "buy_and_hold_return", "buy_and_hold_sharpe",
     "annualized_return", "sortino", "turnover", "hit_rate", "learner_steps", "num_markets",
-    "sharpe_by_market", "periods_per_year", "annualization", "selected_by", "years")
+    "sharpe_by_market", "periods_per_year", "annualization", "selected_by", "policy",
+    "flat_threshold", "years")
 
 
 @dataclasses.dataclass
@@ -72,6 +73,7 @@ def selection(setup: Setup, best: list[dict | None], final: list[dict], tests: l
     test = test_metrics(median_record(tests) if tests else {})
     if len(seeds) > 1:
         test["sharpe_by_seed"] = [seed["test"]["sharpe"] for seed in seeds]
+        test["policy_by_seed"] = [seed["test"]["policy"] for seed in seeds]
         validation["best_sharpe_by_seed"] = [seed["validation"]["best_sharpe"] for seed in seeds]
         validation["learner_steps_by_seed"] = [seed["validation"]["learner_steps"] for seed in seeds]
     return validation, test, seeds

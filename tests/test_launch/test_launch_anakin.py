@@ -29,7 +29,10 @@ TINY_ANAKIN_CONV = with_agent_config(TINY_ANAKIN, "torso=conv,torso_width=8,tors
 
 
 def _run(workdir, *flags):
-    result = run_apex(*TINY_ANAKIN_CONV, f"--workdir={workdir}", *flags, timeout=180)
+    # These runs test the agent's kept parameters: flat is no candidate (test_run_layer.py tests
+    # the flat candidate under both drivers; the IMPALA run below keeps it).
+    result = run_apex(*TINY_ANAKIN_CONV, "--noflat_candidate", f"--workdir={workdir}", *flags,
+                      timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     return read_summary(workdir), result
 
@@ -152,6 +155,14 @@ def test_impala_under_anakin_writes_validation_and_test(tmp_path):
     assert summary["validation"]["best_sharpe"] is not None
     for key in EVAL_KEYS:
         assert math.isfinite(summary["test"][key]), (key, summary["test"])
+    # Flat is a candidate by default: the agent's best is tested only if it beat flat's margin.
+    test, best_sharpe = summary["test"], summary["validation"]["best_sharpe"]
+    assert test["flat_threshold"] > 0 and test["policy"] in ("agent", "flat")
+    if test["policy"] == "agent":
+        assert best_sharpe > test["flat_threshold"] and test["learner_steps"] is not None
+    else:
+        assert best_sharpe <= test["flat_threshold"] and test["learner_steps"] is None
+        assert test["sharpe"] == test["total_return"] == test["turnover"] == 0.0
     learner = [r for r in read_metrics(workdir) if r["node"] == "learner"]
     assert learner and all(0.0 < r["learner/entropy"] <= 1.0987 for r in learner)  # log(3) at most
 

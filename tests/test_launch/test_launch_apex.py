@@ -134,7 +134,7 @@ def mt_run(tmp_path_factory):
     """A local_mt run of 20 learner steps; the restore test continues it."""
     workdir = str(tmp_path_factory.mktemp("apex_mt") / "run")
     result = run_apex("--lp_launch_type=local_mt", "--max_learner_steps=20", "--max_seconds=180",
-                      f"--workdir={workdir}", *TINY_TRANSFORMER)
+                      "--noflat_candidate", f"--workdir={workdir}", *TINY_TRANSFORMER)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, read_summary(workdir), result
 

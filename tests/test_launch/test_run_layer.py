@@ -13,7 +13,7 @@ from absl.testing import flagsaver
 from environments import EnvConfig, EnvFactory, MarketSource
 from launch.anakin.evaluation import SplitEvaluator, model_selection
 from launch.run.recorder import Recorder
-from test_nodes import LONG, SHORT, Learner, make_evaluator, write_csv
+from test_nodes import LONG, SHORT, Learner, write_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAT = 1
@@ -29,33 +29,47 @@ def bars(tmp_path):
     return str(path)
 
 
-def test_both_drivers_select_the_same_step_from_the_same_validation_sequence(bars, tmp_path,
-                                                                             monkeypatch):
-    from agents.registry import AGENTS
-    from test_nodes import constant_action_builder
+def run_both_drivers(script, bars, workdir, flat_margin=None):
+    """The distributed evaluator node and anakin's selection fed the same scripted sequence of
+    (learner step, constant action): each one's validation records and its test record."""
+    import jax.numpy as jnp
 
-    monkeypatch.setitem(AGENTS, "constant_action", constant_action_builder())
-    # Flat, then long (best on the rising validation), short, long again (a tie: not newer).
-    script = [(10, FLAT), (20, LONG), (30, SHORT), (40, LONG)]
+    from launch.distributed import nodes
 
+    envs = EnvFactory(MarketSource(bars), EnvConfig(window=2))
     learner = Learner(script[0][1], version=script[0][0])
-    node = make_evaluator(learner, MarketSource(bars), tmp_path / "distributed")
+    node = nodes.EvaluatorNode(
+        "constant_action", config=None, spec=None, learner=learner,
+        recorder=Recorder(str(workdir / "distributed")), envs=envs, eval_every=10,
+        workdir=str(workdir / "distributed"), flat_margin=flat_margin)
     distributed = []
     for step, action in script:
         learner.set(action, version=step)
         distributed.append(node.evaluate(final=step == script[-1][0]))
-    distributed_test = node.evaluate_test()
 
-    import jax.numpy as jnp
-
-    envs = EnvFactory(MarketSource(bars), EnvConfig(window=2))
     policy = lambda params, obs: jnp.full(obs.shape[0], params["action"], jnp.int32)  # noqa: E731
     splits = {part: SplitEvaluator(part, envs, policy, None) for part in ("validation", "test")}
-    selection = model_selection(str(tmp_path / "anakin"), 1, splits,
-                                Recorder(str(tmp_path / "anakin")), report_test_curve=False)
+    selection = model_selection(str(workdir / "anakin"), 1, splits,
+                                Recorder(str(workdir / "anakin")), False, flat_margin)
     compiled = [selection.validate(step, {"action": np.array([action], np.int32)},
                                    final=step == script[-1][0]) for step, action in script]
-    compiled_test = selection.test()[0]
+    return distributed, node.evaluate_test(), compiled, selection.test()[0]
+
+
+@pytest.fixture
+def constant_action(monkeypatch):
+    from agents.registry import AGENTS
+    from test_nodes import constant_action_builder
+
+    monkeypatch.setitem(AGENTS, "constant_action", constant_action_builder())
+
+
+def test_both_drivers_select_the_same_step_from_the_same_validation_sequence(bars, tmp_path,
+                                                                             constant_action):
+    # Flat, then long (best on the rising validation), short, long again (a tie: not newer).
+    script = [(10, FLAT), (20, LONG), (30, SHORT), (40, LONG)]
+    distributed, distributed_test, compiled, compiled_test = run_both_drivers(
+        script, bars, tmp_path, flat_margin=1.0)
 
     # The same record of each evaluation, the same kept step, the same test of it.
     assert [r["best_learner_steps"] for r in distributed] == [10, 20, 20, 20]
@@ -64,11 +78,35 @@ def test_both_drivers_select_the_same_step_from_the_same_validation_sequence(bar
         assert set(ours) - {"equity_plot"} == set(theirs) - {"equity_plot"}
         for key in ("sharpe", "total_return", "buy_and_hold_sharpe", "turnover"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
-    assert node.best()["learner_steps"] == selection.best[0]["learner_steps"] == 20
-    assert distributed_test["learner_steps"] == compiled_test["learner_steps"] == 20
-    assert distributed_test["selected_by"] == compiled_test["selected_by"] == "best validation sharpe"
+    assert set(distributed_test) == set(compiled_test) - {"_results"}
+    for test in (distributed_test, compiled_test):
+        assert test["learner_steps"] == 20 and test["policy"] == "agent"
+        assert test["selected_by"] == "best validation sharpe"
+    assert distributed_test["flat_threshold"] == pytest.approx(compiled_test["flat_threshold"])
     assert distributed_test["sharpe"] == pytest.approx(compiled_test["sharpe"], rel=1e-4)
     assert distributed_test["sharpe"] < -1.0  # long, kept from validation, on the falling test
+
+
+def test_both_drivers_select_flat_when_no_step_beats_it_by_the_margin(bars, tmp_path,
+                                                                      constant_action):
+    # Short, then flat: neither gains on the rising validation. Flat's validation Sharpe is 0.
+    distributed, distributed_test, compiled, compiled_test = run_both_drivers(
+        [(10, SHORT), (20, FLAT)], bars, tmp_path, flat_margin=0.5)
+    years = distributed[-1]["years"]  # the validation market's span: ~60 calendar days
+    assert 0.1 < years < 0.2 and compiled[-1]["years"] == pytest.approx(years)
+    for test in (distributed_test, compiled_test):
+        assert test["policy"] == "flat" and test["learner_steps"] is None
+        assert test["selected_by"].startswith("flat")
+        # The agent's best (step 20, Sharpe 0: flat by its action) needed 0 + 0.5 / sqrt(years).
+        assert test["flat_threshold"] == pytest.approx(0.5 / years ** 0.5)
+        assert test["sharpe"] == test["total_return"] == test["turnover"] == 0.0
+        assert test["buy_and_hold_sharpe"] < -1.0  # the test split falls: flat did no harm
+    # Without the flat candidate the best step (20) is tested, as before.
+    _, distributed_test, _, compiled_test = run_both_drivers(
+        [(10, SHORT), (20, FLAT)], bars, tmp_path / "no_flat", flat_margin=None)
+    for test in (distributed_test, compiled_test):
+        assert test["policy"] == "agent" and test["learner_steps"] == 20
+        assert test["flat_threshold"] is None
 
 
 def _setup(launch_type, data, workdir):

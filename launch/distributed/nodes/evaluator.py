@@ -23,7 +23,8 @@ class EvaluatorNode:
     (one batched policy call per bar for all of them) and records the median trading metrics
     with buy-and-hold and flat on the same markets; ModelSelection keeps the parameters with
     the best validation Sharpe so far in `<workdir>/checkpoints/best` (read back on
-    --restore), and `evaluate_test` evaluates those parameters once on the test markets.
+    --restore), and `evaluate_test` evaluates those parameters (or flat, where they do not beat
+    it by `flat_margin`) once on the test markets.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class EvaluatorNode:
         workdir: str,
         periods_per_year: float | None = None,
         report_test_curve: bool = False,
+        flat_margin: float | None = None,
         poll_s: float = 1.0,
     ):
         self._policy = get_builder(agent).make_eval_policy(config, spec)
@@ -49,8 +51,10 @@ class EvaluatorNode:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one evaluation at a time (run loop or final)
         self._baselines: dict[str, dict[str, Any]] = {}  # part -> reference metrics
-        self._selection = ModelSelection(workdir, 1, self._evaluate, self._plot, recorder,
-                                         stacked=False, report_test_curve=report_test_curve)
+        self._selection = ModelSelection(
+            workdir, 1, self._evaluate, self._plot, recorder, stacked=False,
+            report_test_curve=report_test_curve, flat=None if flat_margin is None else self._flat,
+            flat_margin=flat_margin)
 
     def run(self) -> None:
         next_step = None
@@ -104,6 +108,10 @@ class EvaluatorNode:
         record = evaluation.evaluation_record(results, self._references(part))
         record["eval_s"] = time.monotonic() - start
         return [record]
+
+    def _flat(self, part: str) -> dict[str, Any]:
+        references = self._references(part)
+        return evaluation.evaluation_record(references["flat"], references)
 
     def _references(self, part: str) -> dict[str, Any]:
         if part not in self._baselines:  # the same for every evaluation
