@@ -148,6 +148,49 @@ def run_apex(workdir: pathlib.Path, flags: Sequence[str], timeout_s: float) -> R
     return Run(workdir, summary, records, command_start)
 
 
+def fold_embargo(agents: list[str], embargo: int, folds: int, apex_flags: list[str]) -> int:
+    """The embargo every run gets: `embargo`, or with -1 the largest target horizon of `agents`
+    (as apex.py resolves -1 for one agent, with the agent settings in `apex_flags`), so that
+    every agent and baseline is walked through the same folds."""
+    if embargo != -1:
+        return embargo
+    import types
+
+    from launch.run import setup
+
+    settings = {"agent_preset": "small", "agent_config": ""}  # apex.py's defaults
+    for word in apex_flags:
+        name, _, value = word.removeprefix("--").partition("=")
+        if name in settings:
+            settings[name] = value
+    horizons = []
+    for agent in agents:
+        flags_of_one = types.SimpleNamespace(
+            agent=agent, folds=folds, fold=0, embargo=-1, fold_test_bars=0,
+            fold_validation_bars=0, fold_train_bars=0, **settings)
+        horizons.append(setup._check_folds(flags_of_one))  # launch.run.setup's resolution of -1
+    return max(horizons)
+
+
+def check_one_geometry(fold_runs: dict[str, list[list[Run]]]) -> None:
+    """Every run of a fold, whatever its agent or seed, cut the same market into the same
+    parts (sizes, embargo, window) and traded it with the same env settings; RuntimeError
+    naming the first run that did not. fold_runs[agent][k]: the runs of fold k."""
+    for k in range(len(next(iter(fold_runs.values())))):
+        first = None
+        for agent, per_fold in fold_runs.items():
+            for run in per_fold[k]:
+                summary = run.summary
+                market = {key: value for key, value in summary["market"].items() if key != "seed"}
+                if first is None:
+                    first = (market, summary["env"], run.workdir)
+                elif (market, summary["env"]) != first[:2]:
+                    raise RuntimeError(
+                        f"fold {k}: {run.workdir} ({agent}) was cut or traded "
+                        f"differently from {first[2]}: {market} {summary['env']} against "
+                        f"{first[0]} {first[1]}; pass the same --embargo and --apex_flags")
+
+
 def greedy_policy(run: Run, env) -> Callable:
     """policy(obs) -> action of the parameters a finished run selected on validation (those
     its test evaluation used)."""

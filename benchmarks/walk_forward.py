@@ -1,9 +1,11 @@
 """Walk-forward evaluation: the agent(s) over K folds x S seeds (launch/apex.py subprocesses,
 `--folds=K --fold=k`: one run per seed, or with --launch_type=anakin one run of all seeds per
 fold) and every practitioner baseline on the same folds, costs and positions.
-Per fold and chained (the test periods end to end, per instrument): Sharpe, return, PSR vs 0
-and vs buy-and-hold, DSR; a chained-equity PNG per instrument; one line per agent and
-instrument saying whether its edge is distinguishable from luck.
+Per fold and chained (the test periods end to end, per instrument): Sharpe, return, PSR vs 0,
+the paired test against buy-and-hold on the same bars (Jobson-Korkie-Memmel: P(SR > B&H's)),
+DSR; a chained-equity PNG per instrument; one line per agent and instrument saying whether its
+edge is distinguishable from luck. This is a report step: it reads test, so nothing it prints
+may be used to choose settings (benchmarks/compare.py chooses on validation; docs/results.md).
 
     python benchmarks/walk_forward.py --data=../shared/data --folds=5 --seeds=0,1,2,3,4
     python benchmarks/walk_forward.py --data=synthetic:ou --folds=5   # the control (edge real)
@@ -11,35 +13,40 @@ instrument saying whether its edge is distinguishable from luck.
     python benchmarks/walk_forward.py --data=prices.csv --folds=2 --seeds=0 --seconds=10  # tiny
 
 A synthetic process is walked through one path of --synthetic_steps bars (seed
---market_seed), written as a CSV in --out, so every seed and fold sees the same market.
-Per fold, the agent's seed with the best validation Sharpe is the one tested into the
-"agent" record; its DSR counts the trials that selection chose among: seeds x validation
-evaluations (the largest count of any fold), with the variance of all their per-period
-validation Sharpes. Rules chosen on training (momentum, crossover) count their grid.
+--market_seed, by default 1000: reported figures use market seeds >= 1000, tuning seed 0),
+written as a CSV in --out, so every seed and fold sees the same market.
+
+Every agent and baseline is walked through one fold geometry: --embargo=-1 resolves to the
+largest target horizon of the --agents (Ape-X 3 bars, IMPALA 19), passed to every run, and
+the runs' folds are checked to be the same. Per fold, the agent's seed with the best
+validation Sharpe is the one tested into the "agent" record, or flat where that seed's run
+selected flat (launch/run/selection.py); its DSR counts the trials that selection chose among
+and their Sharpes' variance on that instrument (environments/evaluation/trials.py). Rules
+chosen on training (momentum, crossover) count their grid.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np
 from absl import app, flags
 
 from benchmarks import runs
+from environments.evaluation.trials import SeedTrials, agent_trials, rule_trials, select_seeds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("agents", ["apex_dqn"], "Agents to run (names in agents/registry.py).")
 flags.DEFINE_string("data", "synthetic:ou", "A CSV, a folder of CSVs, a glob, or synthetic:<kind> "
                     "(one path of --synthetic_steps bars, written as a CSV).")
 flags.DEFINE_integer("synthetic_steps", 12000, "Bars of the synthetic path.")
-flags.DEFINE_integer("market_seed", 0, "Seed of the synthetic path.")
+flags.DEFINE_integer("market_seed", 1000, "Seed of the synthetic path (>= 1000 for reported "
+                     "figures: seed 0 is the tuning market).")
 flags.DEFINE_integer("folds", 5, "Walk-forward folds K.")
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Agent seeds S (each fold trains each).")
 flags.DEFINE_float("seconds", 60.0, "apex.py --max_seconds of each (fold, seed) run.")
@@ -47,8 +54,10 @@ flags.DEFINE_string("launch_type", None, "apex.py --lp_launch_type (default: ape
 flags.DEFINE_integer("fold_test_bars", 0, "apex.py --fold_test_bars (0: its default).")
 flags.DEFINE_integer("fold_validation_bars", 0, "apex.py --fold_validation_bars (0: its default).")
 flags.DEFINE_integer("fold_train_bars", 0, "apex.py --fold_train_bars (0: expanding window).")
-flags.DEFINE_integer("embargo", -1, "apex.py --embargo (-1: the agent's target horizon).")
-flags.DEFINE_list("apex_flags", [], "More apex.py flags, e.g. --apex_flags=--window=8.")
+flags.DEFINE_integer("embargo", -1, "apex.py --embargo of every run (-1: the largest target "
+                     "horizon of the --agents, so they all share one fold geometry).")
+flags.DEFINE_list("apex_flags", [], "More apex.py flags, e.g. --apex_flags=--window=8 (a flag "
+                  "with commas in double quotes: '\"--agent_config=a=1,b=2\",--window=8').")
 flags.DEFINE_float("level", 0.95, "PSR / DSR level for the verdicts.")
 flags.DEFINE_integer("baseline_seed", 0, "Seed of the random baseline.")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/walk_forward_<time>).")
@@ -71,12 +80,12 @@ def prepare_data(out: pathlib.Path) -> str:
     return str(path)
 
 
-def run_fold(out: pathlib.Path, data: str, agent: str, fold: int,
-             seeds: list[int]) -> list[SeedRun]:
+def run_fold(out: pathlib.Path, data: str, agent: str, fold: int, seeds: list[int],
+             embargo: int) -> list[SeedRun]:
     """Trains fold `fold` on every seed: one apex.py run per seed, or one anakin run of all
     seeds (--num_seeds); returns each seed's selection."""
     apex_flags = [f"--agent={agent}", f"--data={data}", f"--folds={FLAGS.folds}", f"--fold={fold}",
-                  f"--max_seconds={FLAGS.seconds}", f"--embargo={FLAGS.embargo}",
+                  f"--max_seconds={FLAGS.seconds}", f"--embargo={embargo}",
                   f"--fold_test_bars={FLAGS.fold_test_bars}",
                   f"--fold_validation_bars={FLAGS.fold_validation_bars}",
                   f"--fold_train_bars={FLAGS.fold_train_bars}", *FLAGS.apex_flags]
@@ -94,37 +103,49 @@ def run_fold(out: pathlib.Path, data: str, agent: str, fold: int,
 
 @dataclasses.dataclass
 class SeedRun:
-    """One seed's training of one fold: its run, where its selection is kept, its best
-    validation Sharpe and every validation evaluation's Sharpe (annualized: its trials)."""
+    """One seed's training of one fold: its run, where its selection is kept, its trials (best
+    validation Sharpe, every validation evaluation's Sharpe per market) and its test record
+    (whose "policy" says whether the run selected the agent or flat)."""
 
     run: runs.Run
     best_dir: pathlib.Path
-    best_sharpe: float | None
-    validation_sharpes: list[float]
+    trials: SeedTrials
+    test: dict
 
     @classmethod
     def of(cls, run: runs.Run, index: int, num_seeds: int) -> "SeedRun":
         best = run.workdir / "checkpoints" / "best"
+        records = [{key.removeprefix("evaluator/"): value for key, value in record.items()}
+                   for record in run.node_records("evaluator")]
         if num_seeds == 1:
-            return cls(run, best, run.summary["validation"].get("best_sharpe"),
-                       [sharpe for _, _, sharpe in run.eval_curve()])
-        # an anakin run of several seeds (launch/anakin/driver.py): best/seed_<k>, sharpe_by_seed
-        sharpes = [record["evaluator/sharpe_by_seed"][index]
-                   for record in run.node_records("evaluator")
-                   if "evaluator/sharpe_by_seed" in record]
+            return cls(run, best, SeedTrials(run.summary["validation"].get("best_sharpe"),
+                                             [r["sharpe_by_market"] for r in records]),
+                       run.summary["test"])
+        # an anakin run of several seeds (launch/anakin/driver.py): best/seed_<k>, *_by_seed
+        by_market = []
+        for record in (r for r in records if "sharpe_by_seed" in r):
+            if "sharpe_by_market_by_seed" in record:
+                by_market.append(record["sharpe_by_market_by_seed"][index])
+            else:  # a log without each seed's markets: exact for one market only
+                by_market.append([record["sharpe_by_seed"][index]] * record["num_markets"])
+                if record["num_markets"] > 1:
+                    print(f"warning: {run.workdir}: no per-seed Sharpe per market; V uses the "
+                          "seed's median over markets, which understates it")
+        seed = run.summary["seeds"][index]
         return cls(run, best / f"seed_{index}",
-                   run.summary["seeds"][index]["validation"].get("best_sharpe"), sharpes)
+                   SeedTrials(seed["validation"].get("best_sharpe"), by_market), seed["test"])
+
+    @property
+    def selected_flat(self) -> bool:
+        return self.test.get("policy", "agent") == "flat"
+
+    @property
+    def flat_candidate(self) -> bool:
+        return self.test.get("flat_threshold") is not None
 
     def policy(self, env):
         """policy(obs) -> action of this seed's selected parameters (runs.greedy_policy)."""
-        from agents.registry import get_builder
-        from launch.run import checkpoints
-
-        builder = get_builder(self.run.summary["agent"])
-        config = builder.make_config(**self.run.summary["agent_config"])
-        policy = builder.make_eval_policy(config, builder.make_environment_spec(env))
-        params = checkpoints.load_best_params(str(self.best_dir))
-        return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
+        return runs.greedy_policy(dataclasses.replace(self.run, best_dir=self.best_dir), env)
 
 
 class FoldMarkets:
@@ -146,32 +167,33 @@ class FoldMarkets:
         return [pathlib.Path(market.source).stem for market in self.whole]
 
 
-def agent_test_episodes(seed_run: SeedRun, markets: FoldMarkets) -> list[dict]:
-    """The seed's selected parameters run once on each test market of the fold."""
-    from environments import run_episode
+def test_episodes(seed_run: SeedRun, markets: FoldMarkets) -> list[dict]:
+    """What the seed's run selected, run once on each test market of the fold: its kept
+    parameters, or flat where the run selected flat."""
+    from environments import flat, run_episode
 
     results = []
     for market in markets.test:
         env = markets.make_env(market)
-        results.append(run_episode(env, seed_run.policy(env),
+        results.append(flat(env, markets.periods_per_year) if seed_run.selected_flat else
+                       run_episode(env, seed_run.policy(env),
                                    periods_per_year=markets.periods_per_year))
     return results
 
 
-def per_period_variance(sharpes: list[float], periods_per_year: float) -> float:
-    values = np.asarray(sharpes) / math.sqrt(periods_per_year)
-    return float(np.var(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def rule_trials(fold_results: list[dict]) -> tuple[int, float]:
-    """(grid size, mean over folds of the variance of the candidates' per-period training
-    Sharpes) of a rule chosen on training; (1, 0) for a rule without parameters."""
-    grids = [list(result["training_sharpes"].values()) for result in fold_results]
-    if not grids[0]:
-        return 1, 0.0
-    ppy = fold_results[0]["periods_per_year"]
-    variances = [float(np.var(np.asarray(grid) / math.sqrt(ppy), ddof=1)) for grid in grids]
-    return len(grids[0]), float(np.mean(variances))
+def selection_lines(agent: str, per_fold: list[list[SeedRun]], seeds: list[int],
+                    chosen: list[int]) -> list[str]:
+    """One line per fold: the seed selected on validation and what it tested (agent or flat)."""
+    lines = []
+    for k, (seed_runs, s) in enumerate(zip(per_fold, chosen)):
+        seed_run = seed_runs[s]
+        best = seed_run.trials.best_sharpe
+        tested = ("flat (its validation Sharpe did not beat flat's threshold "
+                  f"{runs.fmt(seed_run.test.get('flat_threshold'))})" if seed_run.selected_flat
+                  else "its best parameters")
+        lines.append(f"{agent} fold {k}: seed {seeds[s]} selected (best validation Sharpe "
+                     f"{runs.fmt(best)}); tested {tested}")
+    return lines
 
 
 def main(argv):
@@ -189,33 +211,37 @@ def main(argv):
         raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: an anakin run trains the seeds "
                              "s, s+1, ..., s+S-1 at once; give consecutive seeds")
     oracle = FLAGS.data.startswith("synthetic") and FLAGS.data.partition(":")[2] in ("", "ou")
+    embargo = runs.fold_embargo(FLAGS.agents, FLAGS.embargo, FLAGS.folds, FLAGS.apex_flags)
     start = time.monotonic()
-    fold_runs = {agent: [run_fold(out, data, agent, k, seeds) for k in range(FLAGS.folds)]
+    fold_runs = {agent: [run_fold(out, data, agent, k, seeds, embargo) for k in range(FLAGS.folds)]
                  for agent in FLAGS.agents}  # [K][S] SeedRun per agent
     train_seconds = time.monotonic() - start
+    runs.check_one_geometry({agent: [[r.run for r in seed_runs] for seed_runs in per_fold]
+                             for agent, per_fold in fold_runs.items()})
     fold_markets = [FoldMarkets(seed_runs[0].run) for seed_runs in fold_runs[FLAGS.agents[0]]]
     names = fold_markets[0].names()
     ppy = fold_markets[0].periods_per_year
-    # records[policy][k][m]: fold k's test result on market m
+    # records[policy][k][m]: fold k's test result on market m; trials[policy][m]: (N, V)
     records: dict[str, list[list[dict]]] = {}
-    trials: dict[str, tuple[int, float]] = {}
+    trials: dict[str, list[tuple[int, float]]] = {}
+    selections = []
     for agent, per_fold in fold_runs.items():
-        episodes = [[agent_test_episodes(seed_run, fm) for seed_run in seed_runs]
+        episodes = [[test_episodes(seed_run, fm) for seed_run in seed_runs]
                     for seed_runs, fm in zip(per_fold, fold_markets)]  # [K][S][M]
-        chosen = [max(range(len(seeds)), key=lambda s, seed_runs=seed_runs: (
-            -math.inf if seed_runs[s].best_sharpe is None else seed_runs[s].best_sharpe, -s))
-            for seed_runs in per_fold]  # [K]: the seed selected on validation
+        folds_trials = [[r.trials for r in seed_runs] for seed_runs in per_fold]  # [K][S]
+        flat_candidate = any(r.flat_candidate for seed_runs in per_fold for r in seed_runs)
+        chosen = select_seeds(folds_trials)  # [K]: the seed selected on validation
+        selections += selection_lines(agent, per_fold, seeds, chosen)
         records[agent] = [episodes[k][chosen[k]] for k in range(FLAGS.folds)]
-        trials[agent] = (
-            max(sum(len(r.validation_sharpes) for r in seed_runs) for seed_runs in per_fold),
-            per_period_variance([x for seed_runs in per_fold for r in seed_runs
-                                 for x in r.validation_sharpes], ppy))
+        trials[agent] = [agent_trials(folds_trials, m, ppy, flat_candidate)
+                         for m in range(len(names))]
         for s, seed in enumerate(seeds):
-            own = [per_fold[k][s] for k in range(FLAGS.folds)]
+            own = [[folds_trials[k][s]] for k in range(FLAGS.folds)]
             records[f"{agent} seed {seed}"] = [episodes[k][s] for k in range(FLAGS.folds)]
-            trials[f"{agent} seed {seed}"] = (
-                max(len(r.validation_sharpes) for r in own),
-                per_period_variance([x for r in own for x in r.validation_sharpes], ppy))
+            trials[f"{agent} seed {seed}"] = [agent_trials(own, m, ppy, flat_candidate)
+                                              for m in range(len(names))]
+    for line in selections:
+        print(line)
     rule_results = [[baselines(fm.make_env(fm.train[m]), fm.make_env(fm.test[m]),
                                history=fm.whole[m], seed=FLAGS.baseline_seed, oracle=oracle,
                                periods_per_year=ppy) for m in range(len(names))]
@@ -223,17 +249,20 @@ def main(argv):
     rules = list(rule_results[0][0])
     for rule in rules:
         records[rule] = [[per_market[rule] for per_market in fold] for fold in rule_results]
+        # per market: the grid's Sharpes on that market's training parts
+        trials[rule] = [rule_trials([fold[m][rule]["training_sharpes"] for fold in rule_results],
+                                    ppy) for m in range(len(names))]
 
-    lines, report = [], {"data": FLAGS.data, "folds": FLAGS.folds, "seeds": seeds,
-                         "seconds_per_run": FLAGS.seconds, "train_seconds": train_seconds,
-                         "markets": {}}
+    lines = ["Fold selection (validation only):", *selections]
+    report = {"data": FLAGS.data, "market_seed": FLAGS.market_seed, "folds": FLAGS.folds,
+              "embargo": embargo, "seeds": seeds, "seconds_per_run": FLAGS.seconds,
+              "train_seconds": train_seconds, "selections": selections,
+              "reported_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "markets": {}}
     for m, name in enumerate(names):
         chained = {policy: chain([fold[m] for fold in per_fold])
                    for policy, per_fold in records.items()}
         hold = chained["buy_and_hold"]
-        for rule in rules:  # per market: the grid's Sharpes on this market's training parts
-            trials[rule] = rule_trials([fold[m][rule] for fold in rule_results])
-        market_report = {policy: chained_report(c, hold, *trials[policy])
+        market_report = {policy: chained_report(c, hold, *trials[policy][m])
                          for policy, c in chained.items()}
         fold_bars = [fold.test for fold in fold_markets[0].source.walk_forward()[m]]
         rows = []
@@ -242,17 +271,17 @@ def main(argv):
             rows.append([policy, *[f["sharpe"] for f in result["folds"]],
                          result["chained"]["sharpe"], 100 * result["chained"]["total_return"],
                          100 * result["chained"]["max_drawdown"], sig["psr_vs_zero"],
-                         sig["psr_vs_benchmark"], f"{sig['dsr']:.2f} ({sig['num_trials']})"])
+                         sig["p_above_benchmark"], f"{sig['dsr']:.2f} ({sig['num_trials']})"])
         stamps = fold_markets[0].whole[m].timestamps
         span = f"{str(stamps[fold_bars[0][0]])[:10]} to {str(stamps[fold_bars[-1][1]])[:10]}"
         title = (f"\n{name}: {FLAGS.folds} folds tested {span} (bars {fold_bars[0][0]}.."
-                 f"{fold_bars[-1][1]}, {fold_bars[0][1] - fold_bars[0][0]} per fold), seeds "
-                 f"{seeds}, {FLAGS.seconds:g} s per run; Sharpe annualized at {ppy:g} periods "
-                 "per year")
+                 f"{fold_bars[-1][1]}, {fold_bars[0][1] - fold_bars[0][0]} per fold, embargo "
+                 f"{embargo}), seeds {seeds}, {FLAGS.seconds:g} s per run; Sharpe annualized at "
+                 f"{ppy:g} periods per year; P(SR > B&H): Jobson-Korkie-Memmel on the same bars")
         print(title)
         table = runs.print_table(["policy", *[f"fold {k}" for k in range(FLAGS.folds)],
                                   "chained Sharpe", "return %", "max DD %", "PSR vs 0",
-                                  "PSR vs B&H", "DSR (trials)"], rows)
+                                  "P(SR > B&H)", "DSR (trials)"], rows)
         verdicts = []
         for agent in FLAGS.agents:
             sharpe = {p: market_report[p]["chained"]["sharpe"] for p in market_report}
@@ -272,7 +301,7 @@ def main(argv):
         report["markets"][name] = market_report
     summary = (f"{len(FLAGS.agents)} agent(s) x {FLAGS.folds} folds x {len(seeds)} seeds trained "
                f"in {train_seconds:.0f} s (launch type {FLAGS.launch_type or 'apex.py default'}; "
-               f"{time.strftime('%Y-%m-%d')})")
+               f"reported {report['reported_at']})")
     print(summary)
     (out / "walk_forward.md").write_text("\n".join([*lines, summary]) + "\n")
     (out / "walk_forward.json").write_text(json.dumps(report, indent=2, default=float))
