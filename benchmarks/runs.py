@@ -21,6 +21,13 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Market seeds from here on are kept for reported figures (benchmarks/learning.py,
+# walk_forward.py): no tuning tool draws a market from them (docs/results.md, "Protocol").
+REPORT_SEEDS_START = 1000
+# What a sealed test record keeps: how the run selected and annualized, no figure.
+SEALED_TEST_KEYS = ("policy", "selected_by", "learner_steps", "flat_threshold", "num_markets",
+                    "periods_per_year", "annualization")
+
 # The OU generator's defaults (environments.data.synthetic.ou_market); the rule below knows them.
 OU_MEAN_REVERSION = 0.05
 OU_VOLATILITY = 0.01
@@ -189,6 +196,33 @@ def check_one_geometry(fold_runs: dict[str, list[list[Run]]]) -> None:
                         f"fold {k}: {run.workdir} ({agent}) was cut or traded "
                         f"differently from {first[2]}: {market} {summary['env']} against "
                         f"{first[0]} {first[1]}; pass the same --embargo and --apex_flags")
+
+
+def seal_test(run: Run, by: str) -> Run:
+    """The run with its test figures removed, in memory and in its workdir, for a tool that
+    chooses settings and must not show test (issue 26): summary.json's test records keep
+    SEALED_TEST_KEYS only, metrics.jsonl loses its test records and test_* keys, and
+    eval/test_equity.png, the TensorBoard events and the log's lines about test are deleted."""
+    import shutil
+
+    def sealed(test: dict) -> dict:
+        return {"sealed_by": by, **{key: test[key] for key in SEALED_TEST_KEYS if key in test}}
+
+    summary = dict(run.summary, test=sealed(run.summary.get("test") or {}))
+    if "seeds" in summary:
+        summary["seeds"] = [dict(seed, test=sealed(seed.get("test") or {}))
+                            for seed in summary["seeds"]]
+    records = [{key: value for key, value in record.items() if "test_" not in key}
+               for record in run.records if record["node"] != "test"]
+    (run.workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (run.workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run.workdir / "eval" / "test_equity.png").unlink(missing_ok=True)
+    shutil.rmtree(run.workdir / "tensorboard", ignore_errors=True)  # holds the test scalars
+    log = run.workdir.parent / f"{run.workdir.name}.log"
+    if log.exists():
+        log.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
+                               if "test" not in line.lower()))
+    return dataclasses.replace(run, summary=summary, records=records)
 
 
 def greedy_policy(run: Run, env) -> Callable:
