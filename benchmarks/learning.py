@@ -5,20 +5,24 @@ policy and (on the OU process) a mean-reversion rule that knows the generator's 
 Every figure is the median over the test markets of a seed; the verdicts use the medians
 over seeds. Saves validation/test learning curves and equity curves as PNGs.
 
-    python benchmarks/learning.py                  # OU process, seeds 0-4, apex.py's defaults
+    python benchmarks/learning.py                  # OU process, seeds 1000-1004, apex.py's defaults
     python benchmarks/learning.py --agent=apex_dqn,impala   # both agents, side by side
     python benchmarks/learning.py --data=../shared/data/STOCKS_GOOGL.csv --seeds=0
-    python benchmarks/learning.py --lp_launch_type=anakin --seconds=60   # the 5 seeds at once
+    python benchmarks/learning.py --lp_launch_type=anakin --seconds=60   # one program a seed
 
-Under --lp_launch_type=anakin the seeds of an agent train as one `--num_seeds` program (their
-own parameters, replay, envs and exploration, each selected on its own validation), all on
-the market of the first seed (one --seed draws the market): --seeds must then be consecutive.
+A seed is an agent's seed and, on a synthetic process, its market draw (apex.py's --seed): each
+seed trains, selects and tests on its own train/validation/test paths, under every launch type
+(under anakin: one program per seed, as a --num_seeds program trains all its seeds on the
+market of its first seed). Reported figures use market seeds >= 1000 (the default), which no
+tuning tool draws (benchmarks/compare.py refuses them; docs/results.md, "Protocol"); a seed
+below 1000 is a tuning market, and the results say so.
 
 Every agent of --agent trains on the same markets (a seed fixes them) with the same budget and
 the same apex.py flags (each with its own `small` preset).
 
-Test curves come from --report_test_curve (logged for the plots only; the run's selection
-reads validation alone).
+This is a report step: each run's selected parameters (or flat, where the run selected flat)
+are tested once, at the run's end; nothing it prints may be used to choose settings. No test
+curve is logged (the learning curves are validation's).
 """
 
 from __future__ import annotations
@@ -38,12 +42,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("agent", ["apex_dqn"], "Agents to train (names in agents/registry.py), each "
                   "on every seed.")
 flags.DEFINE_string("data", "synthetic:ou", "Market: synthetic:ou or an OHLCV CSV path (apex.py's --data).")
-flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds; on a synthetic process each seed "
-                  "also draws its own train/validation/test paths.")
+flags.DEFINE_list("seeds", ["1000", "1001", "1002", "1003", "1004"], "Seeds; on a synthetic "
+                  "process each seed also draws its own train/validation/test paths (>= 1000 for "
+                  "reported figures).")
 flags.DEFINE_float("seconds", 240.0, "Training budget of each run (apex.py's --max_seconds; its "
-                   "default); under anakin one run trains all the seeds of an agent.")
-flags.DEFINE_string("lp_launch_type", "local_mp", "apex.py's --lp_launch_type (its default); "
-                    "anakin: the seeds of an agent as one --num_seeds program.")
+                   "default), one run per seed and agent.")
+flags.DEFINE_string("lp_launch_type", "local_mp", "apex.py's --lp_launch_type (its default).")
 flags.DEFINE_list("apex_flags", [], "More apex.py flags, e.g. --apex_flags=--num_actors=4,--window=8 "
                   "(the defaults are apex.py's own).")
 flags.DEFINE_string("out", None, "Output folder (default: benchmarks/out/learning_<time>).")
@@ -88,29 +92,23 @@ def plot(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Path]:
 
 
 def plot_curves(curve_path: pathlib.Path, agent: str, seed_runs, seed_results) -> pathlib.Path:
+    """Each seed's validation Sharpe against learner steps (dotted: the step selected)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    figure, axis = plt.subplots(figsize=(8, 4.5))
     for seed, run in seed_runs.items():
-        validation, test = run.eval_curve("sharpe"), run.eval_curve("test_sharpe")
-        line, = top.plot([c[1] for c in validation], [c[2] for c in validation], marker=".",
-                         label=f"seed {seed}")
-        bottom.plot([c[1] for c in test], [c[2] for c in test], marker=".", color=line.get_color(),
-                    label=f"seed {seed}")
+        validation = run.eval_curve("sharpe")
+        line, = axis.plot([c[1] for c in validation], [c[2] for c in validation], marker=".",
+                          label=f"seed {seed}")
         best = run.summary["validation"]["learner_steps"]
         if best is not None:
-            top.axvline(best, color=line.get_color(), lw=0.6, ls=":")
-            bottom.axvline(best, color=line.get_color(), lw=0.6, ls=":")
-        rule = seed_results[seed].get("mean_reversion_rule")
-        if rule:
-            bottom.axhline(rule["sharpe"], color=line.get_color(), lw=0.6, ls="--")
-    top.set_ylabel("validation Sharpe (median of markets)")
-    bottom.set_ylabel("test Sharpe (reported only)")
-    bottom.set_xlabel("learner steps (dotted: the step selected on validation; dashed: the rule on test)")
-    top.legend(fontsize=8)
+            axis.axvline(best, color=line.get_color(), lw=0.6, ls=":")
+    axis.set_ylabel("validation Sharpe (median of markets)")
+    axis.set_xlabel("learner steps (dotted: the step selected on validation)")
+    axis.legend(fontsize=8)
     figure.suptitle(f"{agent}, apex.py defaults ({FLAGS.lp_launch_type}), {FLAGS.data}")
     figure.tight_layout()
     figure.savefig(curve_path, dpi=100)
@@ -124,7 +122,7 @@ def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from environments import EnvConfig, MarketSource, TradingEnv, run_episode
+    from environments import EnvConfig, MarketSource, TradingEnv, flat, run_episode
 
     paths = []
     for seed, results in seed_results.items():
@@ -135,8 +133,11 @@ def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Pat
         figure, axis = plt.subplots(figsize=(8, 4))
         for agent, seed_runs in agent_runs.items():
             env = TradingEnv.from_config(source.split("test")[0], env_config)
-            curve = run_episode(env, runs.greedy_policy(seed_runs[seed], env))
-            axis.plot(curve["timestamps"], curve["portfolio_values"], label=agent, lw=1)
+            run = seed_runs[seed]
+            selected_flat = run.summary["test"].get("policy", "agent") == "flat"
+            curve = flat(env) if selected_flat else run_episode(env, runs.greedy_policy(run, env))
+            label = f"{agent} (selected flat)" if selected_flat else agent
+            axis.plot(curve["timestamps"], curve["portfolio_values"], label=label, lw=1)
         for name, result in results["_equity"].items():
             axis.plot(result["timestamps"], result["portfolio_values"], label=name, lw=1)
         axis.set_yscale("log")  # years of compounding: a line per constant growth rate
@@ -153,22 +154,12 @@ def plot_equity(out: pathlib.Path, agent_runs, seed_results) -> list[pathlib.Pat
 
 
 def train(out: pathlib.Path, agents: list[str], seeds: list[int]) -> dict[str, dict[int, runs.Run]]:
-    """Every agent on every seed: one apex.py run per seed, or under anakin one --num_seeds
-    run per agent (seen per seed through Run.for_seed)."""
-    anakin = FLAGS.lp_launch_type == "anakin"
-    if anakin and seeds != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise app.UsageError(f"--seeds={','.join(map(str, seeds))}: under anakin the seeds are "
-                             "--seed, --seed+1, ... of one program: give consecutive seeds")
-    common = [f"--data={FLAGS.data}", f"--max_seconds={FLAGS.seconds}", "--report_test_curve",
+    """Every agent on every seed, one apex.py run each (under anakin too: a --num_seeds program
+    would train all its seeds on one market)."""
+    common = [f"--data={FLAGS.data}", f"--max_seconds={FLAGS.seconds}",
               f"--lp_launch_type={FLAGS.lp_launch_type}", *FLAGS.apex_flags]
     agent_runs: dict[str, dict[int, runs.Run]] = {agent: {} for agent in agents}
     for agent in agents:
-        if anakin:
-            run = runs.run_apex(out / f"{agent}_anakin", [*common, f"--agent={agent}",
-                                                          f"--seed={seeds[0]}", f"--num_seeds={len(seeds)}"],
-                                timeout_s=FLAGS.seconds + 300)
-            agent_runs[agent] = {seed: run.for_seed(k) for k, seed in enumerate(seeds)}
-            continue
         for seed in seeds:
             workdir = out / (f"seed{seed}" if agents == ["apex_dqn"] else f"{agent}_seed{seed}")
             agent_runs[agent][seed] = runs.run_apex(workdir, [*common, f"--agent={agent}", f"--seed={seed}"],
@@ -183,7 +174,11 @@ def main(argv) -> None:
     out.mkdir(parents=True, exist_ok=True)
     agents = list(FLAGS.agent)
     seeds = [int(seed) for seed in FLAGS.seeds]
+    synthetic = FLAGS.data.startswith("synthetic")
+    tuning = [seed for seed in seeds if synthetic and seed < runs.REPORT_SEEDS_START]
+    start = time.monotonic()
     agent_runs = train(out, agents, seeds)  # agent -> seed -> Run
+    train_seconds = time.monotonic() - start
     seed_results, rows = {}, []
     for seed in seeds:
         results = {agent: {key: agent_runs[agent][seed].summary["test"][key] for key in METRICS}
@@ -194,18 +189,24 @@ def main(argv) -> None:
             if name.startswith("_"):
                 continue
             validation = agent_runs[name][seed].summary["validation"] if name in agents else {}
-            rows.append([seed, name, result["total_return"], result["sharpe"], result["max_drawdown"],
-                         validation.get("best_sharpe"), validation.get("learner_steps"),
+            tested = (agent_runs[name][seed].summary["test"].get("policy", "agent")
+                      if name in agents else None)
+            rows.append([seed, name, tested, result["total_return"], result["sharpe"],
+                         result["max_drawdown"], validation.get("best_sharpe"),
+                         validation.get("learner_steps"),
                          agent_runs[name][seed].summary["learner_steps"] if name in agents else None])
 
     markets = agent_runs[agents[0]][seeds[0]].summary["test"]["num_markets"]
-    budget = ("per agent, all seeds in one anakin program" if FLAGS.lp_launch_type == "anakin"
-              else "per seed and agent")
-    print(f"\nTest markets of {FLAGS.data} (median of {markets} per seed), {FLAGS.seconds:g} s of "
-          f"training {budget}, apex.py defaults (--lp_launch_type={FLAGS.lp_launch_type}); "
-          "parameters selected on validation:")
-    table = runs.print_table(["seed", "policy", "total return", "Sharpe", "max drawdown",
-                              "validation Sharpe", "selected step", "learner steps"], rows)
+    draws = (f"market seeds {seeds[0]}..{seeds[-1]}, one market draw per seed" if synthetic
+             else "one market, seeds draw the agents")
+    heading = (f"Test markets of {FLAGS.data} (median of {markets} per seed; {draws}), "
+               f"{FLAGS.seconds:g} s of training per seed and agent, apex.py defaults "
+               f"(--lp_launch_type={FLAGS.lp_launch_type}); selected on validation (tested: the "
+               "agent's parameters or flat):")
+    print("\n" + heading)
+    table = runs.print_table(["seed", "policy", "tested", "total return", "Sharpe",
+                              "max drawdown", "validation Sharpe", "selected step",
+                              "learner steps"], rows)
     names = [name for name in next(iter(seed_results.values())) if not name.startswith("_")]
     median = {name: {metric: statistics.median(r[name][metric] for r in seed_results.values())
                      for metric in METRICS} for name in names}
@@ -222,10 +223,16 @@ def main(argv) -> None:
             sharpe, rule = median[agent]["sharpe"], median["mean_reversion_rule"]["sharpe"]
             verdicts.append(f"{agent} / rule Sharpe (medians over seeds): {sharpe / rule:.2f} (target >= "
                             f"{FLAGS.target:.2f}): {'met' if sharpe >= FLAGS.target * rule else 'NOT met'}")
+    verdicts.append(f"{len(agents)} agent(s) x {len(seeds)} seeds trained in {train_seconds:.0f} s "
+                    f"of wall time; reported {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    if tuning:
+        verdicts.append(f"NOT for reporting: market seed(s) {tuning} are tuning markets (below "
+                        f"{runs.REPORT_SEEDS_START}; docs/results.md, \"Protocol\")")
     for line in verdicts:
         print(line)
     paths = plot(out, agent_runs, seed_results)
-    (out / "results.md").write_text(table + "\n\n" + median_table + "\n\n" + "\n".join(verdicts) + "\n")
+    (out / "results.md").write_text("\n\n".join([heading, table, median_table, "\n".join(verdicts)])
+                                    + "\n")
     print("plots:", *map(str, paths), sep="\n  ")
 
 
