@@ -40,10 +40,10 @@ class MarketData:
     features_: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        timestamps = _read_only(self.timestamps, "datetime64[ns]")
+        timestamps = read_only(self.timestamps, "datetime64[ns]")
         object.__setattr__(self, "timestamps", timestamps)
         for name in PRICE_COLUMNS + ("volume",):
-            values = _read_only(getattr(self, name), np.float64)
+            values = read_only(getattr(self, name), np.float64)
             if values.shape != timestamps.shape or values.ndim != 1:
                 raise MarketDataError(
                     f"{self.source}: column {name!r} has shape {values.shape}, expected "
@@ -52,7 +52,7 @@ class MarketData:
             object.__setattr__(self, name, values)
         check_columns({name: getattr(self, name) for name in ARRAY_FIELDS}, where=self.source)
         if self.features_ is not None:
-            features = _read_only(self.features_, np.float32)
+            features = read_only(self.features_, np.float32)
             if features.ndim != 2 or features.shape[0] != len(timestamps):
                 raise MarketDataError(f"{self.source}: features have shape {features.shape}, "
                                       f"expected [{len(timestamps)}, num_features]")
@@ -137,7 +137,7 @@ class MarketData:
             )
 
 
-def _read_only(values, dtype) -> np.ndarray:
+def read_only(values, dtype) -> np.ndarray:
     """`values` as a read-only array of `dtype`: an array that is already read-only (a row
     slice of another market, a memory-mapped cache) is kept as it is, anything else is copied."""
     if isinstance(values, np.ndarray) and values.dtype == dtype and not values.flags.writeable:

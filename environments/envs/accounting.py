@@ -79,3 +79,24 @@ def account(value, position, target, step_return, trade_cost_rate, borrow_rate, 
     """settle() with the cost_fraction of trading from `position` to `target`."""
     return settle(value, target, step_return,
                   cost_fraction(position, target, trade_cost_rate, borrow_rate), xp, risk_aversion)
+
+
+def rebalance(value, weights, levels, can_hold, step_returns, trade_cost_rate, borrow_rate, xp,
+              risk_aversion=0.0):
+    """One step of a portfolio of N instruments (arrays [..., N]; the env's portfolio envs and
+    their baselines settle with it): target `levels` (each a position of the env's list, +1
+    long) where an instrument `can_hold` (else 0: a held position is closed at this bar's
+    price), as weights normalised by the number of holdable instruments (all +1 is the equally
+    weighted portfolio), from the `weights` held before. Costs are cost_fraction's on each
+    instrument's traded weight, summed; the growth is the weighted step returns', settled as one
+    position. With one always-holdable instrument this is `account`, step for step.
+
+    Returns (reward, value after, cost paid, bankrupt, new weights [..., N]).
+    """
+    holdable = xp.where(can_hold, 1.0, 0.0)
+    count = xp.maximum(holdable.sum(axis=-1, keepdims=True), 1.0)
+    new_weights = levels * holdable / count
+    fraction = cost_fraction(weights, new_weights, trade_cost_rate, borrow_rate).sum(axis=-1)
+    gross = (new_weights * step_returns).sum(axis=-1)
+    reward, value_after, cost, bankrupt = settle(value, 1.0, gross, fraction, xp, risk_aversion)
+    return reward, value_after, cost, bankrupt, new_weights
