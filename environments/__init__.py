@@ -11,6 +11,9 @@ from environments.data.csv_loader import load_csv
 from environments.data.features import FEATURE_NAMES, NUM_FEATURES, compute_features
 from environments.data.folds import Fold, FoldSizes, walk_forward
 from environments.data.market import MarketData, MarketDataError
+from environments.data.panel import PanelData
+from environments.data.panel_csv import load_panel
+from environments.data.panel_source import PanelSource, PanelSplits, is_panel_source
 from environments.data.synthetic import gbm_market, ou_market, regime_market, synthetic_market
 from environments.data.universe import MarketSource, MarketSplits, path_seed
 from environments.envs.config import EnvConfig
@@ -28,9 +31,11 @@ if ENV_ID not in gym.registry:
                  vector_entry_point="environments.envs.vector:TradingVectorEnv")
 
 __all__ = [
-    "ENV_ID", "EnvConfig", "EnvFactory", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES", "MarketData", "MarketDataError", "MarketSource",
-    "MarketSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
-    "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "load_csv",
-    "median_metrics", "ou_market", "path_seed", "plot_equity", "regime_market", "run_episode",
-    "run_episodes", "synthetic_market", "trading_metrics", "walk_forward",
+    "ENV_ID", "EnvConfig", "EnvFactory", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES",
+    "MarketData", "MarketDataError", "MarketSource", "MarketSplits", "PanelData", "PanelSource",
+    "PanelSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
+    "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "is_panel_source",
+    "load_csv", "load_panel", "median_metrics", "ou_market", "path_seed", "plot_equity",
+    "regime_market", "run_episode", "run_episodes", "synthetic_market", "trading_metrics",
+    "walk_forward",
 ]

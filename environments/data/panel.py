@@ -52,7 +52,8 @@ class PanelData:
             i = int(np.argmax(np.isnat(timestamps))) if np.isnat(timestamps).any() else \
                 int(np.argmax(timestamps[1:] <= timestamps[:-1])) + 1
             raise MarketDataError(f"{where}: row index {i}: timestamp {timestamps[i]} is missing "
-                                  "or not after the previous one; expected strictly increasing times")
+                                  "or not after the previous one; expected strictly increasing "
+                                  "times")
         bad = ~np.isnan(close) & ~(np.isfinite(close) & (close > 0))
         if bad.any():
             t, i = np.argwhere(bad)[0]
@@ -151,7 +152,9 @@ class PanelData:
         if (counts < min_bars).any():
             i = int(np.argmin(counts))
             raise MarketDataError(f"{self.source}: instrument {self.names[i]!r} has {counts[i]} "
-                                  f"bars in the {part} part, expected at least {min_bars}")
+                                  f"bars in the {part} part ({self.timestamps[0]} to "
+                                  f"{self.timestamps[-1]}), expected at least {min_bars} (drop "
+                                  "the instrument or move the split)")
 
 
 class _CloseOnly:
