@@ -4,6 +4,7 @@ device axis, then the optax update (gradient clipping included). Pure JAX; no Re
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -41,6 +42,9 @@ def gradient_step(
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)
-    metrics = {**metrics, "gradient_norm": optax.global_norm(grads)}
+    # optax.global_norm's sum written out: optax >= 0.2.5 deprecates it for optax.tree.norm,
+    # which the pinned optax 0.2.4 lacks; this line is the same on both stacks (BUILD.md).
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    metrics = {**metrics, "gradient_norm": norm}
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return Update(optax.apply_updates(params, updates), opt_state, extra, metrics)

@@ -72,11 +72,7 @@ def test_eval_mode_takes_one_market():
 def test_csv_split_is_three_chronological_parts_without_shared_bars(tmp_path):
     market = synthetic_market("gbm", 1000, seed=1)
     path = tmp_path / "bars.csv"
-    with open(path, "w") as file:
-        file.write("date,open,high,low,close,volume\n")
-        for i in range(len(market)):
-            file.write(f"{str(market.timestamps[i])[:10]},{market.open[i]!r},{market.high[i]!r},"
-                       f"{market.low[i]!r},{market.close[i]!r},{market.volume[i]!r}\n")
+    write_bars(path, market)
     splits = MarketSource(str(path), train_fraction=0.6, validation_fraction=0.2).load()
     (train,), (validation,), (test,) = splits.train, splits.validation, splits.test
     assert (len(train), len(validation), len(test)) == (600, 200, 200)
@@ -141,8 +137,9 @@ def write_bars(path, market):
     with open(path, "w") as file:
         file.write("date,open,high,low,close,volume\n")
         for i in range(len(market)):
-            file.write(f"{str(market.timestamps[i])[:10]},{market.open[i]!r},{market.high[i]!r},"
-                       f"{market.low[i]!r},{market.close[i]!r},{market.volume[i]!r}\n")
+            # float(): numpy 2's repr of a scalar is "np.float64(1.5)", not a CSV number.
+            values = (market.open[i], market.high[i], market.low[i], market.close[i], market.volume[i])
+            file.write(",".join([str(market.timestamps[i])[:10], *(repr(float(v)) for v in values)]) + "\n")
 
 
 def test_a_folder_of_csv_files_is_a_universe_split_per_file(tmp_path):
