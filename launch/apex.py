@@ -18,6 +18,9 @@ import sys
 # through Ray's runtime_env).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# jax 0.4's random bits on every stack: jax >= 0.5 draws other numbers from the same key
+# (partitionable threefry), so the same flags and seed would train another agent (BUILD.md).
+os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "false")
 
 # `python launch/apex.py` puts launch/ first on sys.path: the packages (`launch`, `agents`,
 # `environments`) would not import, and launch's modules would import a second time under
@@ -34,7 +37,7 @@ from absl import app, flags  # noqa: E402
 
 from launch import flags as launch_flags  # noqa: E402
 from launch.flags import FLAGS  # noqa: E402
-from launch.run import progress  # noqa: E402
+from launch.run import compilation, progress  # noqa: E402
 from launch.run.setup import Setup, UsageError, make_setup  # noqa: E402
 
 # This module's own name when imported; "__main__" when run as a script.
@@ -79,6 +82,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     progress.configure_logging()
     try:
+        compilation.enable(FLAGS.compilation_cache)  # before anything compiles
         sys.exit(run(make_setup(FLAGS)))
     except UsageError as error:  # a flag's value is wrong; under anakin also while building
         print(f"apex.py: error: {error}", file=sys.stderr)

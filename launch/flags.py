@@ -24,6 +24,10 @@ flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agent
 flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
+flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache "
+                    "(launch/run/compilation.py): 'off', or a folder; default on jax >= 0.5: "
+                    "$APEX_COMPILATION_CACHE, else ~/.cache/apex-trader/jax-compilation; off on "
+                    "requirements.txt's jax 0.4.34, whose cached executables can crash (BUILD.md).")
 
 # ---- Agent: which agent and its settings
 flags.DEFINE_string("agent", "apex_dqn", "Agent builder, by its name in agents/registry.py.")
@@ -110,7 +114,7 @@ flags.DEFINE_bool("flat_candidate", True, "Whether flat is a candidate of the se
 GROUPS = (
     ('Launch', 'how and where the run executes',
      ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'seed',
-      'workdir', 'restore')),
+      'workdir', 'restore', 'compilation_cache')),
     ('Agent', 'which agent and its settings',
      ('agent', 'agent_preset', 'agent_config')),
     ('Market data', 'where the markets come from and how they are split',
