@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.util
 import math
 import os
 from typing import Any
@@ -149,6 +150,7 @@ def make_setup(flags: Any) -> Setup:
         config = dataclasses.replace(config, reward_scale=config.reward_scale * units)
     spec = builder.make_environment_spec(train_env)
     train_env.close()
+    _check_launch_packages(flags.lp_launch_type)  # the flags' own errors first
     return Setup(
         launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
         agent_preset=flags.agent_preset, builder=builder, config=config, spec=spec,
@@ -169,6 +171,23 @@ def return_volatility(markets: Any) -> float:
     import numpy as np
 
     return float(np.std(np.concatenate([np.diff(m.close) / m.close[:-1] for m in markets])))
+
+
+# What each launch type imports beyond the compiled path's stack (jax, flax, optax, numpy): the
+# replay node is a Reverb server (Reverb loads TensorFlow), and Ray runs local_mp's and ray's nodes.
+LAUNCH_PACKAGES = {"local_mt": ("reverb", "tensorflow"), "local_mp": ("reverb", "tensorflow", "ray"),
+                   "ray": ("reverb", "tensorflow", "ray"), "anakin": ()}
+
+
+def _check_launch_packages(launch_type: str) -> None:
+    """UsageError when a package the launch type needs is not installed: requirements-today.txt's
+    stack (no Reverb, TensorFlow or Ray) runs --lp_launch_type=anakin only (BUILD.md)."""
+    missing = [name for name in LAUNCH_PACKAGES.get(launch_type, ())
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"--lp_launch_type={launch_type} needs {', '.join(missing)}, not installed "
+                         "in this Python (pip install -r requirements.txt, on Python 3.11); "
+                         "--lp_launch_type=anakin runs without them")
 
 
 def _check_workdir(flags: Any) -> str:

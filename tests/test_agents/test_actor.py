@@ -4,7 +4,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 import pytest
-import reverb
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
 
 from agents import replay, specs, testing
 from agents.apex_dqn import builder

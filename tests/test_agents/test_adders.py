@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-import reverb
-import tensorflow as tf
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
+tf = pytest.importorskip("tensorflow")
 
 from agents import adders, replay, specs, testing
 

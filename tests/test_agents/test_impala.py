@@ -8,7 +8,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-import reverb
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
 
 from agents import specs, testing
 from agents.environment_loop import EnvironmentLoop

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-import reverb
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
 
 from agents import adders, replay, specs, testing
 from agents.apex_dqn import losses

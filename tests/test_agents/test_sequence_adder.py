@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-import reverb
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
 
 from agents import replay, specs, testing
 from agents.sequence_adder import SequenceAdder, SequenceLayout

@@ -139,6 +139,7 @@ def mt_run(tmp_path_factory):
     return workdir, read_summary(workdir), result
 
 
+@pytest.mark.reverb
 @pytest.mark.e2e
 def test_local_mt_end_to_end(mt_run):
     workdir, summary, result = mt_run
@@ -168,6 +169,7 @@ def test_local_mt_end_to_end(mt_run):
     assert workdir in result.stdout  # it says where its results are
 
 
+@pytest.mark.reverb
 @pytest.mark.e2e
 def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     workdir, first, _ = mt_run
@@ -216,6 +218,7 @@ def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     assert not workdir.exists()  # nothing started, nothing written
 
 
+@pytest.mark.reverb
 def test_rewards_are_rescaled_to_the_training_markets_volatility(tmp_path):
     """reward_scale and --risk_aversion are quoted for bars that move 1% (the default market's,
     launch/run/setup.py's REFERENCE_VOLATILITY): on bars that move 10x less both are 10x larger, so
@@ -242,6 +245,7 @@ def test_rewards_are_rescaled_to_the_training_markets_volatility(tmp_path):
     assert resolved[0.001] == pytest.approx((1000.0, 240.0), rel=0.01)
 
 
+@pytest.mark.reverb
 @pytest.mark.e2e
 def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path):
     """One local_mp run: actor_0's process is killed with SIGKILL once it inserted, Ray restarts

@@ -16,6 +16,8 @@ from test_launch_apex import (APEX, REPO_ROOT, SUMMARY_KEYS, _env, _free_port, a
                               assert_finite_eval, assert_torso_and_parameter_count, ray_node,
                               read_metrics, read_summary, run_apex, with_agent_config)
 
+pytestmark = pytest.mark.reverb  # every test here runs the Reverb program (local_mt, ray)
+
 # A tiny IMPALA: sequences of 5 rows, batches of 4 sequences, a queue of 64.
 TINY_IMPALA = [
     "--agent=impala",

@@ -30,7 +30,7 @@ def write_csv(path, closes):
     dates = np.datetime64("2020-01-01") + np.arange(len(closes))
     with open(path, "w") as file:
         file.write("date,open,high,low,close\n")
-        for date, close in zip(dates, closes):
+        for date, close in zip(dates, map(float, closes)):  # numpy 2's scalar repr is not a number
             file.write(f"{date},{close!r},{close * 1.01!r},{close * 0.99!r},{close!r}\n")
 
 
@@ -110,6 +110,7 @@ def test_recorder_counts_incarnations_per_node(tmp_path):
     recorder.close()
 
 
+@pytest.mark.reverb
 def test_actors_with_their_seeds_draw_different_exploration():
     import jax
     import reverb
@@ -177,6 +178,7 @@ def toy_builder(checkpointed: bool):
         make_learner=lambda config, spec, address, seed: ToyLearner())
 
 
+@pytest.mark.reverb
 @pytest.mark.parametrize("checkpointed", [True, False])
 def test_the_replay_is_kept_across_a_restore_only_when_the_builder_says_so(tmp_path, monkeypatch,
                                                                          checkpointed):
@@ -195,6 +197,7 @@ def test_the_replay_is_kept_across_a_restore_only_when_the_builder_says_so(tmp_p
     again.close()
 
 
+@pytest.mark.reverb
 def test_closing_the_learner_node_closes_the_learner_after_its_last_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setitem(AGENTS, "toy", toy_builder(True))
     replay = types.SimpleNamespace(address=lambda: "localhost:1")

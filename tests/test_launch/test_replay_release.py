@@ -5,6 +5,7 @@ import threading
 import types
 
 import numpy as np
+import pytest
 
 from agents.registry import AGENTS
 from launch.distributed import nodes
@@ -44,6 +45,7 @@ def rate_limited_builder():
     return types.SimpleNamespace(REPLAY_CHECKPOINTED=True, make_replay_tables=make_replay_tables)
 
 
+@pytest.mark.reverb
 def test_a_stopped_replay_lets_rate_limited_inserts_in_and_keeps_them(tmp_path, monkeypatch):
     import reverb
 

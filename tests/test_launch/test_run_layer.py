@@ -121,6 +121,7 @@ def _setup(launch_type, data, workdir):
         return make_setup(FLAGS)
 
 
+@pytest.mark.reverb
 def test_every_launch_type_builds_its_envs_from_one_configuration(bars, tmp_path):
     from environments.envs.jittable import JaxTradingEnv, eval_params
 

@@ -18,7 +18,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-import reverb
+reverb = pytest.importorskip("reverb")  # requirements.txt's stack only (BUILD.md)
 
 from agents import environment_loop, replay, specs, testing
 from agents.apex_dqn import builder, learning, losses
