@@ -6,7 +6,7 @@ single-host path, FunctionalEnv and AnakinAgent).
 """
 
 import abc
-from typing import Any, Callable, Generic, NamedTuple, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Mapping, NamedTuple, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -198,9 +198,16 @@ class AnakinAgent(NamedTuple):
     # observations, counters). Parameters come from `key` alone (identical on every device);
     # env, replay and exploration randomness fold in jax.lax.axis_index(axis_name) when set.
     init: Callable
-    # (train_state, env_params) -> (train_state, metrics: dict[str, float32 []]): ONE compiled
-    # cycle of acting into the in-graph replay (or straight into the update), then the updates.
+    # (train_state, env_params[, hyperparameters]) -> (train_state, metrics: dict[str, float32 []]):
+    # ONE compiled cycle of acting into the in-graph replay (or straight into the update), then
+    # the updates. `hyperparameters`, optional: {name: float32 []} for some names of the field
+    # below, traced values that replace the config's (so vmapped members of one program, a
+    # sweep, may each train with their own); left out, the config's are compiled in.
     train_step: Callable
     policy_params: Callable  # train_state -> the params that make_eval_policy's policy takes
     learner_steps: Callable  # train_state -> int32 [] updates done
     env_steps: Callable  # train_state -> int32 [] env steps done (all envs of this device)
+    # The settings train_step takes per member, each with the config's value: a config field's
+    # name (its value), or <field>_scale (a factor on the field's value: learning_rate_scale).
+    # Settings not here (shapes, or built into the loss) are fixed when the program compiles.
+    hyperparameters: Mapping[str, float] = {}

@@ -15,6 +15,9 @@ network as both online and target network, from one network call on [next obs; f
 When the env offers observations by reference (core.FunctionalEnv.observation_ref), items hold
 those refs and the update rebuilds the observations of its batch: the replay's memory then
 barely grows with the observation window.
+Settings that change no shape may differ between the members of one program (a sweep):
+`train_step`'s optional `hyperparameters` (core.AnakinAgent.hyperparameters) replace the
+built-in constants with traced values.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -68,6 +71,27 @@ def _where_rows(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
 
 
+class MemberSettings(NamedTuple):
+    """What `train_step`'s hyperparameters set: the config's constants, or one member's traced values."""
+
+    sgd_step: Callable  # the update, with the member's learning rate and target period
+    epsilons: Any  # float32 [B] Ape-X's ladder of exploration rates
+    return_weights: Any  # float32 [n, n] gamma^(i - j) for i >= j
+    bootstrap_discounts: Any  # float32 [n] gamma^k of slot j
+    priority_exponent: Any  # alpha
+
+
+def _scaled(optimizer: optax.GradientTransformation, factor: Any) -> optax.GradientTransformation:
+    """`optimizer` with its updates multiplied by `factor` (same state): a learning rate of factor x
+    its own for optimizers whose learning rate is their last scale (optax's adam, rmsprop, sgd)."""
+
+    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
+        updates, opt_state = optimizer.update(updates, opt_state, params)
+        return jax.tree.map(lambda u: u * factor.astype(u.dtype), updates), opt_state
+
+    return optax.GradientTransformation(optimizer.init, update)
+
+
 class AnakinSizes(NamedTuple):
     num_envs: int  # B envs per device
     rollout_steps: int  # K steps of each env per cycle
@@ -97,15 +121,38 @@ def make_anakin(
 ) -> core.AnakinAgent:
     """The AnakinAgent updating with `loss_fn` (the Reverb learner's, built with `axis_name`)
     through the Reverb learner's sgd_step."""
-    sgd_step = make_sgd_step(loss_fn, optimizer, target_update_period, axis_name)
     B, n = sizes.num_envs, n_step
-    epsilons = jnp.asarray([apex_epsilon(i, B, epsilon_base, epsilon_exponent) for i in range(B)], jnp.float32)
     steps_spanned = n - np.arange(n)  # [n] k of slot j
     exponents = np.arange(n)[:, None] - np.arange(n)[None, :]
-    # return_weights[i, j] = gamma^(i - j) for i >= j: n_step_return[:, j] = rewards @ return_weights[:, j]
-    return_weights = jnp.asarray(np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0), jnp.float32)
-    bootstrap_discounts = jnp.asarray(discount ** steps_spanned, jnp.float32)  # [n]
     by_ref = env.observation_ref is not None
+    # The settings a member may take as traced values, and the config's (core.AnakinAgent.hyperparameters).
+    defaults = {"learning_rate_scale": 1.0, "discount": discount, "target_update_period": target_update_period,
+                "priority_exponent": priority_exponent, "epsilon_base": epsilon_base,
+                "epsilon_exponent": epsilon_exponent}
+    # return_weights[i, j] = gamma^(i - j) for i >= j: n_step_return[:, j] = rewards @ return_weights[:, j]
+    constants = MemberSettings(
+        make_sgd_step(loss_fn, optimizer, target_update_period, axis_name),
+        jnp.asarray([apex_epsilon(i, B, epsilon_base, epsilon_exponent) for i in range(B)], jnp.float32),
+        jnp.asarray(np.where(exponents >= 0, discount ** np.maximum(exponents, 0), 0.0), jnp.float32),
+        jnp.asarray(discount ** steps_spanned, jnp.float32), priority_exponent)
+
+    def member_settings(hyperparameters: dict[str, jax.Array] | None) -> MemberSettings:
+        """The constants, or those of traced `hyperparameters` (float32 [] each; missing: the config's)."""
+        if hyperparameters is None:
+            return constants
+        unknown = set(hyperparameters) - set(defaults)
+        if unknown:
+            raise ValueError(f"apex_dqn anakin: no per-member setting {sorted(unknown)}; "
+                             f"expected some of {sorted(defaults)}")
+        h = {name: jnp.asarray(hyperparameters.get(name, value), jnp.float32) for name, value in defaults.items()}
+        gamma = h["discount"]
+        ladder = 1.0 + h["epsilon_exponent"] * jnp.arange(B, dtype=jnp.float32) / max(B - 1, 1)
+        return MemberSettings(
+            make_sgd_step(loss_fn, _scaled(optimizer, h["learning_rate_scale"]),
+                          jnp.round(h["target_update_period"]).astype(jnp.int32), axis_name),
+            h["epsilon_base"] ** (ladder if B > 1 else 1.0),
+            jnp.where(exponents >= 0, gamma ** np.maximum(exponents, 0), 0.0).astype(jnp.float32),
+            (gamma ** steps_spanned).astype(jnp.float32), h["priority_exponent"])
 
     def stored(env_states: Any, observations: jax.Array, env_params: Any) -> Any:
         """What an item keeps of the B observations [B, ...]: them, or their refs."""
@@ -146,10 +193,11 @@ def make_anakin(
         replay = jax_replay.init(example, sizes.replay_capacity)
         return TrainState(learner, replay, env_states, observations, n_step_state, rng, jnp.zeros([], jnp.int32))
 
-    def transitions(s: NStepState, final_observation: Any, terminated: jax.Array, q_final: jax.Array):
+    def transitions(s: NStepState, final_observation: Any, terminated: jax.Array, q_final: jax.Array,
+                    member: MemberSettings):
         """The n transitions [B, n] ending at `final_observation` (as stored), their priorities and validity."""
-        n_step_return = s.rewards @ return_weights  # [B, n]
-        discounts = jnp.where(terminated[:, None], 0.0, bootstrap_discounts[None, :])  # [B, n]
+        n_step_return = s.rewards @ member.return_weights  # [B, n]
+        discounts = jnp.where(terminated[:, None], 0.0, member.bootstrap_discounts[None, :])  # [B, n]
         q_next = q_final[:, None, :]  # [B, 1, A]: one network serves as online and target
         priorities = priority(double_q_td_error(s.q_taken, n_step_return, discounts, q_next, q_next), priority_epsilon)
         valid = s.episode_steps[:, None] >= steps_spanned[None, :]  # [B, n]
@@ -161,14 +209,14 @@ def make_anakin(
         }
         return items, jnp.where(valid, priorities, 0.0)
 
-    def step_randomness(key: jax.Array, num_actions: int):
+    def step_randomness(key: jax.Array, num_actions: int, epsilons: jax.Array):
         """One step's exploration draws and env keys [B] from its key (the draws of
         epsilon_greedy(q, explore_key, action_key, epsilons)); vmapped over a rollout's keys, so
         that the rollout draws them in a few batched calls rather than a few per step."""
         explore_key, action_key, env_key = jax.random.split(key, 3)
         return (*exploration_draws(explore_key, action_key, epsilons, B, num_actions), jax.random.split(env_key, B))
 
-    def act(carry, randomness, params, env_params):
+    def act(carry, randomness, params, env_params, member: MemberSettings):
         """One step of the B envs: acts, steps, and emits one replay item per env."""
         env_states, observations, q, s = carry
         acted_on = stored(env_states, observations, env_params)  # the states show the observations
@@ -186,7 +234,7 @@ def make_anakin(
                        rewards=shift(s.rewards, reward.astype(jnp.float32) * reward_scale),
                        q_taken=shift(s.q_taken, q_taken), episode_steps=s.episode_steps + 1)
         final_stored = info["final_observation_ref"] if by_ref else final_obs
-        items, priorities = transitions(s, final_stored, info["terminated"].astype(bool), q_final)
+        items, priorities = transitions(s, final_stored, info["terminated"].astype(bool), q_final, member)
         emitted, emitted_priority = jax.tree.map(lambda x: x[:, 0], items), priorities[:, 0]
         if n > 1:  # during an episode's first n - 1 steps: a k < n transition of the one before
             early = s.episode_steps < n  # [B]
@@ -200,27 +248,30 @@ def make_anakin(
         s = s._replace(episode_steps=jnp.where(done, 0, s.episode_steps))
         return (env_states, next_obs, q_next, s), (emitted, emitted_priority, reward, done)
 
-    def update(carry, uniforms, env_params):
+    def update(carry, uniforms, env_params, member: MemberSettings):
         """One sgd_step on a batch sampled from the replay at `uniforms` [batch_size] (those of
         jax_replay.sample's key); the new priorities written back."""
         learner, replay = carry
         sample = jax_replay.sample_at(replay, uniforms)
         table_size = jnp.full((sizes.batch_size,), sample.size, jnp.float32)
-        learner, extra = sgd_step(learner, Batch(rebuilt(sample.items, env_params), sample.probabilities, table_size))
-        replay = jax_replay.set_priorities(replay, sample.indices, extra.priorities, priority_exponent)
+        learner, extra = member.sgd_step(learner, Batch(rebuilt(sample.items, env_params), sample.probabilities,
+                                                        table_size))
+        replay = jax_replay.set_priorities(replay, sample.indices, extra.priorities, member.priority_exponent)
         return (learner, replay), extra.metrics
 
-    def train_step(state: TrainState, env_params: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(state: TrainState, env_params: Any, hyperparameters: dict[str, jax.Array] | None = None
+                   ) -> tuple[TrainState, dict[str, jax.Array]]:
+        member = member_settings(hyperparameters)
         params = state.learner.params
         rng, act_key, update_key = jax.random.split(state.rng, 3)
         q = apply(params, state.observations)
-        randomness = jax.vmap(step_randomness, in_axes=(0, None))(
-            jax.random.split(act_key, sizes.rollout_steps), q.shape[-1])  # [K, B] each
+        randomness = jax.vmap(step_randomness, in_axes=(0, None, None))(
+            jax.random.split(act_key, sizes.rollout_steps), q.shape[-1], member.epsilons)  # [K, B] each
         (env_states, observations, _, n_step_state), (items, priorities, rewards, dones) = jax.lax.scan(
-            lambda carry, step: act(carry, step, params, env_params),
+            lambda carry, step: act(carry, step, params, env_params, member),
             (state.env_states, state.observations, q, state.n_step), randomness)
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [K, B, ...] -> [K * B, ...]
-        replay = jax_replay.add(state.replay, jax.tree.map(flat, items), flat(priorities), priority_exponent)
+        replay = jax_replay.add(state.replay, jax.tree.map(flat, items), flat(priorities), member.priority_exponent)
         ready = replay.size >= sizes.min_replay_size
         if axis_name is not None:  # every device takes the same branch (the updates pmean)
             ready = jax.lax.pmin(ready.astype(jnp.int32), axis_name) > 0
@@ -232,7 +283,8 @@ def make_anakin(
         # anyway, and tracing none saves a second trace of the updates. Only the learner and the
         # priorities are selected: the stored items are not copied.
         (learned, updated), update_metrics = jax.lax.scan(
-            lambda carry, uniforms: update(carry, uniforms, env_params), (state.learner, replay), update_uniforms)
+            lambda carry, uniforms: update(carry, uniforms, env_params, member), (state.learner, replay),
+            update_uniforms)
         learner, leaves = jax.tree.map(lambda new, old: jnp.where(ready, new, old),
                                        (learned, updated.leaves), (state.learner, replay.leaves))
         metrics = jax.tree.map(lambda m: jnp.where(ready, jnp.mean(m), 0.0).astype(m.dtype), update_metrics)
@@ -250,4 +302,5 @@ def make_anakin(
         policy_params=lambda state: state.learner.params,
         learner_steps=lambda state: state.learner.step,
         env_steps=lambda state: state.env_steps,
+        hyperparameters={name: float(value) for name, value in defaults.items()},
     )

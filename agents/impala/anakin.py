@@ -23,6 +23,17 @@ from agents.impala.acting import sample_from_logits
 from agents.impala.losses import LearnerState, LossFn, init_state_from_key, make_sgd_step
 
 
+def _scaled(optimizer: optax.GradientTransformation, factor: jax.Array) -> optax.GradientTransformation:
+    """`optimizer` with its updates multiplied by `factor` (same state): RMSProp at factor x its
+    learning rate, which is its last scale."""
+
+    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
+        updates, opt_state = optimizer.update(updates, opt_state, params)
+        return jax.tree.map(lambda u: u * factor.astype(u.dtype), updates), opt_state
+
+    return optax.GradientTransformation(optimizer.init, update)
+
+
 class TrainState(NamedTuple):
     learner: LearnerState
     env_states: Any  # [B] env states
@@ -88,6 +99,18 @@ def make_anakin(
                          f"batch_size={batch_size} (each cycle makes anakin_num_envs / batch_size updates)")
     sgd_step = make_sgd_step(loss_fn, optimizer, axis_name)
     num_updates = num_envs // batch_size
+    defaults = {"learning_rate_scale": 1.0}  # per member (core.AnakinAgent.hyperparameters)
+
+    def member_sgd_step(hyperparameters: dict[str, jax.Array] | None) -> Callable:
+        """The update, with the optimizer's step scaled by a member's traced learning_rate_scale."""
+        if hyperparameters is None:
+            return sgd_step
+        unknown = set(hyperparameters) - set(defaults)
+        if unknown:
+            raise ValueError(f"impala anakin: no per-member setting {sorted(unknown)}; "
+                             f"expected some of {sorted(defaults)}")
+        factor = jnp.asarray(hyperparameters.get("learning_rate_scale", 1.0), jnp.float32)
+        return make_sgd_step(loss_fn, _scaled(optimizer, factor), axis_name)
 
     def init(key: jax.Array, env_params: Any) -> TrainState:
         params_key, rng = jax.random.split(key)
@@ -99,13 +122,14 @@ def make_anakin(
         observations, env_states = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, env_params)
         return TrainState(learner, env_states, observations.astype(jnp.float32), rng, jnp.zeros([], jnp.int32))
 
-    def train_step(state: TrainState, env_params: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(state: TrainState, env_params: Any, hyperparameters: dict[str, jax.Array] | None = None
+                   ) -> tuple[TrainState, dict[str, jax.Array]]:
         rng, key = jax.random.split(state.rng)
         env_states, observations, data, rewards, dones = rollout(
             apply, env, env_params, state.learner.params, state.env_states, state.observations, key,
             sequence_length, discount, reward_scale)
         batches = jax.tree.map(lambda x: x.reshape(num_updates, batch_size, *x.shape[1:]), data)
-        learner, metrics = jax.lax.scan(sgd_step, state.learner, batches)
+        learner, metrics = jax.lax.scan(member_sgd_step(hyperparameters), state.learner, batches)
         metrics = {**jax.tree.map(jnp.mean, metrics), "reward_mean": jnp.mean(rewards).astype(jnp.float32),
                    "episodes": jnp.sum(dones).astype(jnp.float32)}
         new_state = TrainState(learner, env_states, observations, rng,
@@ -118,4 +142,5 @@ def make_anakin(
         policy_params=lambda state: state.learner.params,
         learner_steps=lambda state: state.learner.step,
         env_steps=lambda state: state.env_steps,
+        hyperparameters=defaults,
     )
