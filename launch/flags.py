@@ -21,6 +21,14 @@ flags.DEFINE_integer("envs_per_actor", 8, "Environments each actor steps as one 
 flags.DEFINE_integer("num_seeds", 1, "--lp_launch_type=anakin: independent agents trained at "
                      "once (seeds --seed, --seed+1, ...), each selected on validation; "
                      "summary.json holds each one's results and their medians.")
+flags.DEFINE_string("sweep", "", "--lp_launch_type=anakin: settings trained together as the "
+                    "members of one compiled program, each times --num_seeds, the member with the "
+                    "best validation Sharpe tested alone (docs/sweep.md). A grid: "
+                    "'learning_rate=1e-4,3e-4;risk_aversion=12,24' (every combination: 4 settings); "
+                    "'|' joins grids into a list: 'learning_rate=1e-4;discount=0.9|learning_rate=3e-4'. "
+                    "Settings: risk_aversion and the agent's per-member ones (apex_dqn: learning_rate, "
+                    "discount, target_update_period, priority_exponent, epsilon_base, "
+                    "epsilon_exponent; impala: learning_rate); one that changes array shapes is refused.")
 flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
@@ -48,6 +56,8 @@ flags.DEFINE_string("data_cache", None, "CSV data cache (environments/data/data_
                     "beside the CSV when writable, else ~/.cache/apex-trader.")
 flags.DEFINE_integer("synthetic_steps", 4096, "Bars of each synthetic path.")
 flags.DEFINE_integer("synthetic_paths", 32, "Training paths of a synthetic market (distinct seeds).")
+flags.DEFINE_integer("synthetic_instruments", 10, "Instruments of --data=synthetic:panel, a "
+                     "portfolio's synthetic panel of --synthetic_steps bars (docs/portfolios.md).")
 flags.DEFINE_integer("validation_paths", 4, "Held-out synthetic paths for model selection.")
 flags.DEFINE_integer("test_paths", 8, "Held-out synthetic paths for the final test.")
 flags.DEFINE_float("train_fraction", 0.6, "CSV: the first fraction of the bars for training.")
@@ -113,12 +123,12 @@ flags.DEFINE_bool("flat_candidate", True, "Whether flat is a candidate of the se
 # (title, what the group is for, its flags), in --help's order.
 GROUPS = (
     ('Launch', 'how and where the run executes',
-     ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'seed',
+     ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'sweep', 'seed',
       'workdir', 'restore', 'compilation_cache')),
     ('Agent', 'which agent and its settings',
      ('agent', 'agent_preset', 'agent_config')),
     ('Market data', 'where the markets come from and how they are split',
-     ('data', 'date_format', 'data_cache', 'synthetic_steps', 'synthetic_paths',
+     ('data', 'date_format', 'data_cache', 'synthetic_steps', 'synthetic_paths', 'synthetic_instruments',
       'validation_paths', 'test_paths', 'train_fraction', 'validation_fraction',
       'periods_per_year')),
     ('Walk-forward folds', 'train, select and test on one fold of K',

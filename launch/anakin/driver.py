@@ -1,7 +1,8 @@
 """--lp_launch_type=anakin: the env, acting, replay and updates of an agent in one compiled
 training cycle on this host's devices (launch/anakin/program.py), for any agent whose builder
 offers make_anakin; `--num_seeds` agents at once (vmap), each selected on validation and tested
-once by the run layer (launch/run/selection.py).
+once by the run layer (launch/run/selection.py). With --sweep (launch/run/sweep.py) the members
+are each setting times the seeds, and only the member chosen on validation is tested.
 
 The workdir gets what the other launch types write: metrics.jsonl and TensorBoard
 (launch/run/recorder.py), eval PNGs, learner checkpoints (the whole training state, so
@@ -17,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection
+from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection, test_member
 from launch.anakin.program import Program
-from launch.run import checkpoints, progress, summary
+from launch.run import checkpoints, progress, summary, sweep
 from launch.run.limits import CheckpointCadence, catch_signals
 from launch.run.recorder import LOG_EVERY_S, Recorder
 from launch.run.selection import next_evaluation
@@ -68,11 +69,11 @@ def run(setup: Setup) -> int:
         compile_start = time.monotonic()
         program.compile([splits["validation"], *([splits["test"]] if setup.report_test_curve else [])])
         run.compile_s = time.monotonic() - compile_start
-        log.info("compiled in %.1f s (%d device(s), %d seed(s))", run.compile_s,
-                 len(program.devices), setup.num_seeds)
+        log.info("compiled in %.1f s (%d device(s), %d member(s))", run.compile_s,
+                 len(program.devices), program.num_members)
         os.makedirs(os.path.join(setup.workdir, "eval"), exist_ok=True)
         recorder = Recorder(setup.workdir)
-        selection = model_selection(setup.workdir, setup.num_seeds, splits, recorder,
+        selection = model_selection(setup.workdir, program.num_members, splits, recorder,
                                     setup.report_test_curve, setup.flat_margin)
         validations = Validations(selection)
         try:
@@ -83,11 +84,24 @@ def run(setup: Setup) -> int:
             if validations.submitted_step != run.learner_steps:
                 validations.submit(run.learner_steps, program.seed_params(state), final=True)
             validations.finish()
-            tests = selection.test()
+            if setup.sweep is None:
+                tests = selection.test()
+            else:  # the member chosen on validation, alone
+                chosen = sweep.choose(selection.best)
+                best, final = selection.best[chosen], selection.last_records[chosen]
+                swept = sweep.section(setup.sweep, selection.best, validations.curves, chosen,
+                                      setup.flat_margin is not None)
+                log.info("sweep: member %d of %d chosen on validation (%s, seed %d)", chosen,
+                         program.num_members, swept["chosen_settings"], setup.sweep.member(chosen)["seed"])
+                tests = test_member(selection, chosen)
         finally:
             validations.close()
             recorder.close()
-    validation, test, seeds = summary.selection(setup, selection.best, selection.last_records, tests)
+    if setup.sweep is None:
+        validation, test, seeds = summary.selection(setup, selection.best, selection.last_records, tests)
+        swept = None
+    else:
+        validation, test, seeds = summary.validation_metrics(best, final), summary.test_metrics(tests[0]), None
     return summary.finish(setup, summary.build(
         setup, launch_type="anakin", stop_reason=run.reason,
         counts=summary.Counts(env_steps=run.env_steps, learner_steps=run.learner_steps,
@@ -100,7 +114,7 @@ def run(setup: Setup) -> int:
             "first_step_time": run.first_step_time,  # time.time() after the cycle of the first update
             "pid": os.getpid(),
         },
-        errors=[], seeds=seeds))
+        errors=[], seeds=seeds, sweep=swept))
 
 
 def _train(setup: Setup, program: Program, run: Run, validations: Validations,
@@ -147,7 +161,7 @@ def _train(setup: Setup, program: Program, run: Run, validations: Validations,
                 view.update(now - running_since, run.env_steps, run.learner_steps,
                             validations.selection.last_record, run.replay_items)
                 last_view = now
-            run.reason = setup.limits.reason(run.learner_steps, run.env_steps // setup.num_seeds,
+            run.reason = setup.limits.reason(run.learner_steps, run.env_steps // program.num_members,
                                              now - running_since, run.received)
             if run.reason:
                 break
@@ -161,7 +175,8 @@ def _train(setup: Setup, program: Program, run: Run, validations: Validations,
 def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:
     """(step, train_state) of the newest learner checkpoint, placed on the devices as the
     `initial` state is (so as the compiled cycle expects); UsageError when its shapes do not
-    fit this run ([devices, seeds, ...]: the same --num_seeds, devices and agent settings)."""
+    fit this run ([devices, seeds, ...], the seeds axis holding every member of a --sweep: the
+    same --num_seeds, --sweep, devices and agent settings)."""
     import jax
 
     template = jax.device_get(initial)
@@ -170,7 +185,7 @@ def _restore(setup: Setup, initial: Any, num_devices: int) -> tuple[int, Any]:
     except ValueError as error:
         leaf = jax.tree.leaves(template)[0]
         raise UsageError(f"--restore: {error} (this run: [devices, seeds] = [{num_devices}, "
-                         f"{setup.num_seeds}] leading every array, the first {np.shape(leaf)}); "
+                         f"{np.shape(leaf)[1]}] leading every array, the first {np.shape(leaf)}); "
                          "continue it with the flags it was written with") from None
     return step, jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, initial))
 

@@ -99,6 +99,14 @@ def model_selection(workdir: str, num_seeds: int, splits: dict[str, SplitEvaluat
         flat_margin=flat_margin)
 
 
+def test_member(selection: ModelSelection, member: int) -> list[dict[str, Any]]:
+    """The final test of `member`'s selection alone (its kept parameters, or flat where they do
+    not beat flat by the margin): [its test record]. The other members are not tested; the
+    selection then holds that member only."""
+    selection.best, selection.dirs = [selection.best[member]], [selection.dirs[member]]
+    return selection.test()
+
+
 class Validations:
     """The validation evaluations of a run, on a thread of their own so that training goes on
     meanwhile (on a CPU, on the core the compiled cycle leaves idle).
@@ -113,13 +121,18 @@ class Validations:
         self._executor = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self._pending: futures.Future | None = None
         self.submitted_step = -1  # the learner step of the newest submission
+        self.curves: list[tuple[int, list[float]]] = []  # (step, each member's validation Sharpe)
 
     def submit(self, step: int, seed_params: Any, final: bool = False) -> None:
         """Evaluates `seed_params` ([S, ...] host arrays: not the training state's buffers,
         which the next cycle may reuse) as the parameters of learner step `step`."""
         self.wait()
         self.submitted_step = step
-        self._pending = self._executor.submit(self.selection.validate, step, seed_params, final)
+        self._pending = self._executor.submit(self._validate, step, seed_params, final)
+
+    def _validate(self, step: int, seed_params: Any, final: bool) -> None:
+        self.selection.validate(step, seed_params, final)
+        self.curves.append((step, [float(record["sharpe"]) for record in self.selection.last_records]))
 
     def wait(self) -> None:
         """Returns once every submitted evaluation is done."""

@@ -1,9 +1,12 @@
 """The compiled functions of one Anakin run (Podracer's Anakin): the agent's init, training
-cycle, counters and policy parameters, each as pmap(vmap(...)) over [devices, seeds], built from
-the builder's make_anakin on the run's jittable training env.
+cycle, counters and policy parameters, each as pmap(vmap(...)) over [devices, members], built
+from the builder's make_anakin on the run's jittable training env.
 
 `pmap` over jax.local_devices() (axis "device": each device its own envs and replay shard,
-gradients averaged) of `vmap` over seeds (their own parameters, replay, envs, exploration).
+gradients averaged) of `vmap` over members (their own parameters, replay, envs, exploration):
+the seeds, or with --sweep each setting times the seeds (launch/run/sweep.py), whose
+per-member settings enter the cycle as traced values (the agent's hyperparameters and the
+EnvParams leaves the sweep sets).
 """
 
 from __future__ import annotations
@@ -44,16 +47,37 @@ class Program:
         except ValueError as error:
             raise UsageError(f"--lp_launch_type=anakin --agent={setup.agent}: {error}") from None
         self.agent = agent
+        self.sweep = setup.sweep
+        self.num_members = setup.sweep.num_members if setup.sweep else setup.num_seeds
+        self.member_values: tuple[dict, dict] | None = None  # (agent, env) {name: [members]}
+        if setup.sweep is not None:
+            from launch.run.sweep import SweepError
 
-        def per_seed(fn: Any, donate: bool = False) -> Any:  # [devices, seeds, ...] in and out
-            seeds = jax.vmap(fn, in_axes=(0, None))
+            try:
+                self.member_values = setup.sweep.member_values(dict(agent.hyperparameters), setup.config)
+            except SweepError as error:
+                raise UsageError(f"{error} (--agent={setup.agent})") from None
+
+        def per_seed(fn: Any, donate: bool = False, per_member: bool = False) -> Any:
+            """fn over [devices, members, ...] in and out; env params shared; with per_member a
+            third argument, the members' settings [devices, members]."""
+            axes = (0, None, 0) if per_member else (0, None)
+            seeds = jax.vmap(fn, in_axes=axes)
             if many:
-                return jax.pmap(seeds, axis_name=AXIS, in_axes=(0, None),
-                                donate_argnums=(0,) if donate else ())
-            return jax.jit(jax.vmap(seeds, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
+                return jax.pmap(seeds, axis_name=AXIS, in_axes=axes, donate_argnums=(0,) if donate else ())
+            return jax.jit(jax.vmap(seeds, in_axes=axes), donate_argnums=(0,) if donate else ())
+
+        def member_step(state: Any, env_params: Any, values: tuple[dict, dict]) -> Any:
+            agent_values, env_values = values  # one member's: float32 [] each
+            return agent.train_step(state, env_params._replace(**env_values), agent_values)
 
         self.init = per_seed(agent.init)
-        self.train_step = per_seed(agent.train_step, donate=True)
+        if self.member_values is None:
+            self._cycle, self._values = per_seed(agent.train_step, donate=True), ()
+        else:
+            self._cycle = per_seed(member_step, donate=True, per_member=True)
+            self._values = (jax.tree.map(lambda x: np.broadcast_to(x, (len(self.devices),) + x.shape),
+                                         self.member_values),)  # [D, M] each
         counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
         self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
         # The policy parameters [D, S, ...] of every device (identical on every device); with one
@@ -62,9 +86,14 @@ class Program:
         self.policy_params = (jax.pmap(seed_params) if many else
                               jax.jit(lambda state: seed_params(jax.tree.map(lambda x: x[0], state))))
         self._many = many
-        seeds = np.arange(setup.seed, setup.seed + setup.num_seeds)
-        keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [S, 2]: the same parameters on every device
+        # Member m's seed: --seed + m % num_seeds (with a sweep each setting has the same seeds).
+        seeds = setup.seed + np.arange(self.num_members) % setup.num_seeds
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [M, 2]: the same parameters on every device
         self.keys = np.broadcast_to(np.asarray(keys), (len(self.devices),) + keys.shape)
+
+    def train_step(self, state: Any, env_params: Any) -> tuple[Any, dict]:
+        """One compiled cycle of every member ([devices, members] state, donated)."""
+        return self._cycle(state, env_params, *self._values)
 
     def compile(self, splits: list[SplitEvaluator]) -> None:
         """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
@@ -78,7 +107,7 @@ class Program:
 
         state = jax.eval_shape(self.init, self.keys, self.env.params)  # [D, S, ...] shapes
         with futures.ThreadPoolExecutor(max_workers=2) as pool:
-            done = [pool.submit(self.train_step.lower(state, self.env.params).compile),
+            done = [pool.submit(self._cycle.lower(state, self.env.params, *self._values).compile),
                     pool.submit(self.init.lower(self.keys, self.env.params).compile)]
             done += [pool.submit(fn.lower(state).compile) for fn in (self.counters, self.policy_params)]
             params = jax.eval_shape(self.policy_params, state)

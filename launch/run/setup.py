@@ -53,6 +53,7 @@ class Setup:
     flat_margin: float | None  # flat's margin in the selection (selection.py); None: no flat
     flags_text: str  # every flag's value, as flags.txt keeps them
     return_volatility: float = REFERENCE_VOLATILITY  # std of the training markets' step returns
+    sweep: Any = None  # launch.run.sweep.Sweep of --sweep (anakin); None: no sweep
 
     @property
     def learner_dir(self) -> str:
@@ -87,6 +88,9 @@ def make_setup(flags: Any) -> Setup:
     if flags.ray_address and flags.lp_launch_type != "ray":
         raise UsageError(f"--ray_address is only used with --lp_launch_type=ray "
                          f"(got --lp_launch_type={flags.lp_launch_type})")
+    if flags.sweep and flags.lp_launch_type != "anakin":
+        raise UsageError(f"--sweep={flags.sweep}: many settings in one program need "
+                         f"--lp_launch_type=anakin (got --lp_launch_type={flags.lp_launch_type})")
     if flags.num_seeds != 1 and flags.lp_launch_type != "anakin":
         raise UsageError(f"--num_seeds={flags.num_seeds}: several seeds in one program need "
                          f"--lp_launch_type=anakin (got --lp_launch_type={flags.lp_launch_type}); "
@@ -150,6 +154,7 @@ def make_setup(flags: Any) -> Setup:
         config = dataclasses.replace(config, reward_scale=config.reward_scale * units)
     spec = builder.make_environment_spec(train_env)
     train_env.close()
+    sweep = _check_sweep(flags, config, units)
     _check_launch_packages(flags.lp_launch_type)  # the flags' own errors first
     return Setup(
         launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
@@ -162,7 +167,7 @@ def make_setup(flags: Any) -> Setup:
         eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
         restore=flags.restore, report_test_curve=flags.report_test_curve,
         flat_margin=flags.flat_margin if flags.flat_candidate else None,
-        flags_text=flags.flags_into_string(), return_volatility=volatility,
+        flags_text=flags.flags_into_string(), return_volatility=volatility, sweep=sweep,
     )
 
 
@@ -188,6 +193,27 @@ def _check_launch_packages(launch_type: str) -> None:
         raise UsageError(f"--lp_launch_type={launch_type} needs {', '.join(missing)}, not installed "
                          "in this Python (pip install -r requirements.txt, on Python 3.11); "
                          "--lp_launch_type=anakin runs without them")
+
+
+def _check_sweep(flags: Any, config: Any, units: float) -> Any:
+    """--sweep checked (launch/run/sweep.py): each setting's config fields through the agent's
+    make_config with the preset and --agent_config; None without --sweep."""
+    if not flags.sweep:
+        return None
+    from agents.config_checks import parse_overrides
+    from agents.registry import get_config_module
+    from launch.run import sweep
+
+    module = get_config_module(flags.agent)
+    overrides = parse_overrides(flags.agent_config, module.Config)
+    try:
+        return sweep.make_sweep(
+            flags.sweep, seed=flags.seed, num_seeds=flags.num_seeds, config=config,
+            convert=lambda name, text: parse_overrides(f"{name}={text}", module.Config)[name],
+            check=lambda settings: module.make_config(preset=flags.agent_preset, **{**overrides, **settings}),
+            env_defaults={"risk_aversion": flags.risk_aversion}, env_scale={"risk_aversion": units})
+    except sweep.SweepError as error:
+        raise UsageError(str(error)) from None
 
 
 def _check_workdir(flags: Any) -> str:

@@ -5,8 +5,11 @@ Its keys, in order: the run's settings (launch_type .. num_seeds), stop_reason, 
 rates, `validation` (the selection: each value the median over the seeds where there are
 several) and `test` (the selection's one test, likewise), `launch` (what only this launch shape
 has: the distributed program's actors and processes, anakin's devices and compiling), errors
-and workdir. An anakin run adds `seeds`: each seed's own validation and test. A key means the
-same under every launch type.
+and workdir. An anakin run adds `seeds`: each seed's own validation and test; an anakin run with
+--sweep adds `sweep` instead (launch/run/sweep.py's section: every member's settings and
+validation curve, the chosen member, the trials and their validation Sharpes' variance; no test
+figure), and its `validation` and `test` are the chosen member's. A key means the same under
+every launch type.
 """
 
 from __future__ import annotations
@@ -45,8 +48,15 @@ class Counts:
     run_s: float
 
 
+# What a portfolio's test record adds (launch/anakin/portfolio_evaluation.py): 1/N on the same
+# bars and costs, and the mean gross exposure sum |w|; absent for a single instrument.
+PORTFOLIO_TEST_KEYS = ("equal_weight_sharpe", "equal_weight_return", "exposure")
+
+
 def test_metrics(test: dict[str, Any]) -> dict[str, Any]:
-    return {key: test.get(key) for key in TEST_KEYS}
+    metrics = {key: test.get(key) for key in TEST_KEYS}
+    metrics.update({key: test[key] for key in PORTFOLIO_TEST_KEYS if key in test})
+    return metrics
 
 
 def validation_metrics(best: dict[str, Any] | None, final: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +91,10 @@ def selection(setup: Setup, best: list[dict | None], final: list[dict], tests: l
 
 def build(setup: Setup, *, launch_type: str, stop_reason: str, counts: Counts,
           validation: dict[str, Any], test: dict[str, Any], launch: dict[str, Any],
-          errors: list[str], seeds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          errors: list[str], seeds: list[dict[str, Any]] | None = None,
+          sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json's contents; `launch`: what only this launch shape has; `seeds`: anakin's
-    per-seed section (absent elsewhere)."""
+    per-seed section, `sweep`: anakin's section of a --sweep (each absent elsewhere)."""
     run_s = counts.run_s
     summary = {
         "launch_type": launch_type,
@@ -116,6 +127,8 @@ def build(setup: Setup, *, launch_type: str, stop_reason: str, counts: Counts,
     }
     if seeds is not None:
         summary["seeds"] = seeds
+    if sweep is not None:
+        summary["sweep"] = sweep
     return summary
 
 
