@@ -19,6 +19,9 @@ class EnvironmentSpec:
     observation_dtype: np.dtype
     num_actions: int
     observation_is_frame_window: bool = False
+    # One action per instrument of a portfolio (MultiDiscrete([num_actions] * D)): D, and
+    # observations [D, window, F]; None: one action.
+    num_branches: int | None = None
 
     @property
     def frame_window(self) -> int | None:
@@ -32,9 +35,16 @@ def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> EnvironmentSpe
         observation_space, action_space = env.single_observation_space, env.single_action_space
     else:
         observation_space, action_space = env.observation_space, env.action_space
-    if not isinstance(action_space, gym.spaces.Discrete):
+    num_branches = None
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1 and len(
+            set(action_space.nvec.tolist())) == 1:
+        num_branches, num_actions = len(action_space.nvec), int(action_space.nvec[0])
+    elif isinstance(action_space, gym.spaces.Discrete):
+        num_actions = int(action_space.n)
+    else:
         raise ValueError(
-            f"{type(env).__name__}: expected a Discrete action space, got {action_space}"
+            f"{type(env).__name__}: expected a Discrete action space (or MultiDiscrete with the "
+            f"same number of actions in every branch), got {action_space}"
         )
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(
@@ -49,6 +59,7 @@ def make_environment_spec(env: gym.Env | gym.vector.VectorEnv) -> EnvironmentSpe
     return EnvironmentSpec(
         observation_shape=tuple(int(d) for d in observation_space.shape),
         observation_dtype=np.dtype(observation_space.dtype),
-        num_actions=int(action_space.n),
+        num_actions=num_actions,
         observation_is_frame_window=is_frame_window,
+        num_branches=num_branches,
     )

@@ -21,14 +21,18 @@ def epsilon_greedy(q: jax.Array, explore_key: jax.Array, action_key: jax.Array, 
 
 
 def exploration_draws(explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float, batch_size: int,
-                      num_actions: int) -> tuple[jax.Array, jax.Array]:
+                      num_actions: int, num_branches: int | None = None) -> tuple[jax.Array, jax.Array]:
     """epsilon_greedy's randomness, drawn apart from q (so a rollout can draw all its steps' at
-    once): whether each of the B envs explores (bool [B]) and its random action (int32 [B])."""
-    random_actions = jax.random.randint(action_key, (batch_size,), 0, num_actions)
-    explore = jax.random.uniform(explore_key, (batch_size,)) < epsilon
+    once): whether each of the B envs explores (bool [B]) and its random action (int32 [B]);
+    with action branches (a portfolio's instruments) each branch draws its own: [B, D]."""
+    shape = (batch_size,) if num_branches is None else (batch_size, num_branches)
+    random_actions = jax.random.randint(action_key, shape, 0, num_actions)
+    if num_branches is not None:
+        epsilon = jnp.reshape(jnp.asarray(epsilon), (-1, 1))  # an env's epsilon for its branches
+    explore = jax.random.uniform(explore_key, shape) < epsilon
     return explore, random_actions
 
 
 def explore_or_greedy(q: jax.Array, explore: jax.Array, random_actions: jax.Array) -> jax.Array:
-    """Actions int32 [B]: random_actions where explore, else argmax_a q [B, A]."""
+    """Actions int32 [B] (or [B, D]): random_actions where explore, else argmax_a q [B, (D,) A]."""
     return jnp.where(explore, random_actions, jnp.argmax(q, axis=-1)).astype(jnp.int32)

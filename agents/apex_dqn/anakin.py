@@ -30,7 +30,7 @@ import optax
 from agents import core, jax_replay
 from agents.apex_dqn.acting import apex_epsilon, exploration_draws, explore_or_greedy
 from agents.apex_dqn.losses import (Batch, LearnerState, LossFn, double_q_td_error, init_state_from_key,
-                                    make_sgd_step, priority)
+                                    make_sgd_step, per_item, priority)
 
 
 class NStepState(NamedTuple):
@@ -38,9 +38,9 @@ class NStepState(NamedTuple):
     env's last ended episode, written while the next episode has no k = n transition yet."""
 
     observations: Any  # [B, n, ...] obs at the start of each step (or their refs)
-    actions: jax.Array  # int32 [B, n]
+    actions: jax.Array  # int32 [B, n] ([B, n, D] with D action branches: a portfolio's instruments)
     rewards: jax.Array  # float32 [B, n] (scaled)
-    q_taken: jax.Array  # float32 [B, n] Q(obs, action) when acting
+    q_taken: jax.Array  # float32 [B, n] ([B, n, D]) Q(obs, action) when acting
     episode_steps: jax.Array  # int32 [B] steps of the current episode
     pending: dict[str, jax.Array]  # items [B, n - 1, ...]
     pending_priorities: jax.Array  # float32 [B, n - 1], 0: none
@@ -118,13 +118,16 @@ def make_anakin(
     epsilon_base: float,
     epsilon_exponent: float,
     axis_name: str | None,
+    num_branches: int | None = None,
 ) -> core.AnakinAgent:
     """The AnakinAgent updating with `loss_fn` (the Reverb learner's, built with `axis_name`)
-    through the Reverb learner's sgd_step."""
+    through the Reverb learner's sgd_step. `num_branches`: one action per instrument of a
+    portfolio env (q [B, D, A], actions [B, D]); None: one action."""
     B, n = sizes.num_envs, n_step
     steps_spanned = n - np.arange(n)  # [n] k of slot j
     exponents = np.arange(n)[:, None] - np.arange(n)[None, :]
     by_ref = env.observation_ref is not None
+    action_shape = () if num_branches is None else (num_branches,)
     # The settings a member may take as traced values, and the config's (core.AnakinAgent.hyperparameters).
     defaults = {"learning_rate_scale": 1.0, "discount": discount, "target_update_period": target_update_period,
                 "priority_exponent": priority_exponent, "epsilon_base": epsilon_base,
@@ -171,7 +174,7 @@ def make_anakin(
     def item_example(observation: Any) -> dict[str, Any]:
         """One item, zeros, with `observation` (one stored observation) as both observations."""
         observation = jax.tree.map(jnp.zeros_like, observation)
-        return {"observation": observation, "next_observation": observation, "action": jnp.zeros([], jnp.int32),
+        return {"observation": observation, "next_observation": observation, "action": jnp.zeros(action_shape, jnp.int32),
                 "n_step_return": jnp.zeros([], jnp.float32), "discount": jnp.zeros([], jnp.float32)}
 
     def device_key(key: jax.Array) -> jax.Array:
@@ -187,8 +190,8 @@ def make_anakin(
         pending = jax.tree.map(lambda x: jnp.zeros((B, n - 1, *x.shape), x.dtype), example)
         n_step_state = NStepState(
             jax.tree.map(lambda x: jnp.zeros((B, n, *x.shape), x.dtype), example["observation"]),
-            jnp.zeros((B, n), jnp.int32),
-            jnp.zeros((B, n), jnp.float32), jnp.zeros((B, n), jnp.float32), jnp.zeros((B,), jnp.int32),
+            jnp.zeros((B, n, *action_shape), jnp.int32), jnp.zeros((B, n), jnp.float32),
+            jnp.zeros((B, n, *action_shape), jnp.float32), jnp.zeros((B,), jnp.int32),
             pending, jnp.zeros((B, n - 1), jnp.float32))
         replay = jax_replay.init(example, sizes.replay_capacity)
         return TrainState(learner, replay, env_states, observations, n_step_state, rng, jnp.zeros([], jnp.int32))
@@ -198,8 +201,9 @@ def make_anakin(
         """The n transitions [B, n] ending at `final_observation` (as stored), their priorities and validity."""
         n_step_return = s.rewards @ member.return_weights  # [B, n]
         discounts = jnp.where(terminated[:, None], 0.0, member.bootstrap_discounts[None, :])  # [B, n]
-        q_next = q_final[:, None, :]  # [B, 1, A]: one network serves as online and target
-        priorities = priority(double_q_td_error(s.q_taken, n_step_return, discounts, q_next, q_next), priority_epsilon)
+        q_next = q_final[:, None]  # [B, 1, (D,) A]: one network serves as online and target
+        td_error = double_q_td_error(s.q_taken, n_step_return, discounts, q_next, q_next)  # [B, n, (D)]
+        priorities = priority(per_item(jnp.abs(td_error), 2), priority_epsilon)  # as the loss's
         valid = s.episode_steps[:, None] >= steps_spanned[None, :]  # [B, n]
         items = {
             "observation": s.observations,
@@ -214,21 +218,22 @@ def make_anakin(
         epsilon_greedy(q, explore_key, action_key, epsilons)); vmapped over a rollout's keys, so
         that the rollout draws them in a few batched calls rather than a few per step."""
         explore_key, action_key, env_key = jax.random.split(key, 3)
-        return (*exploration_draws(explore_key, action_key, epsilons, B, num_actions), jax.random.split(env_key, B))
+        return (*exploration_draws(explore_key, action_key, epsilons, B, num_actions, num_branches),
+                jax.random.split(env_key, B))
 
     def act(carry, randomness, params, env_params, member: MemberSettings):
         """One step of the B envs: acts, steps, and emits one replay item per env."""
         env_states, observations, q, s = carry
         acted_on = stored(env_states, observations, env_params)  # the states show the observations
         explore, random_actions, env_keys = randomness  # [B] each (env_keys [B, 2])
-        actions = explore_or_greedy(q, explore, random_actions)  # [B]
+        actions = explore_or_greedy(q, explore, random_actions)  # [B] ([B, D])
         next_obs, env_states, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
             env_keys, env_states, actions, env_params)
         next_obs = next_obs.astype(jnp.float32)
         final_obs = info["final_observation"].astype(jnp.float32)
         q_both = apply(params, jnp.concatenate([next_obs, final_obs]))  # [2B, A]
         q_next, q_final = q_both[:B], q_both[B:]
-        q_taken = jnp.take_along_axis(q, actions[:, None], axis=1)[:, 0]
+        q_taken = jnp.take_along_axis(q, actions[..., None], axis=-1)[..., 0]
         shift = _shift_in
         s = s._replace(observations=jax.tree.map(shift, s.observations, acted_on), actions=shift(s.actions, actions),
                        rewards=shift(s.rewards, reward.astype(jnp.float32) * reward_scale),

@@ -40,7 +40,8 @@ def make_transition_layout(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -
 
 
 def make_networks(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
-    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), spec.observation_shape))
+    frames = spec.observation_shape[1:] if spec.num_branches is not None else spec.observation_shape
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), frames))
 
 
 def parameter_count(config: ApexDQNConfig, spec: specs.EnvironmentSpec) -> int:
@@ -115,7 +116,7 @@ def make_anakin(config: ApexDQNConfig, spec: specs.EnvironmentSpec, env: core.Fu
         target_update_period=config.target_update_period, n_step=config.n_step, discount=config.discount,
         reward_scale=config.reward_scale, priority_exponent=config.priority_exponent,
         priority_epsilon=config.priority_epsilon, epsilon_base=config.epsilon_base,
-        epsilon_exponent=config.epsilon_exponent, axis_name=axis_name,
+        epsilon_exponent=config.epsilon_exponent, axis_name=axis_name, num_branches=spec.num_branches,
     )
 
 

@@ -47,12 +47,21 @@ def double_q_td_error(
 ) -> jax.Array:
     """n_step_return + discount * Q_target(s', argmax_a Q_online(s', a)) - Q(s, a).
 
-    q_taken, n_step_return, discount: [...]; q_next_*: [..., A]. The target is not stopped
-    here; callers that differentiate stop it themselves.
+    n_step_return, discount: [...]; q_taken: [...] or, with action branches (one action per
+    instrument of a portfolio), [..., D]; q_next_*: [..., A] or [..., D, A]. Branches share one
+    target, the mean of their next values (Tavakoli et al. 2018), and each has its own TD error
+    [..., D]. The target is not stopped here; callers that differentiate stop it themselves.
     """
     best_next = jnp.argmax(q_next_online, axis=-1)
     next_value = jnp.take_along_axis(q_next_target, best_next[..., None], axis=-1)[..., 0]
-    return n_step_return + discount * next_value - q_taken
+    branch_axes = tuple(range(n_step_return.ndim, next_value.ndim))  # () without branches
+    target = n_step_return + discount * next_value.mean(axis=branch_axes)
+    return target.reshape(target.shape + (1,) * len(branch_axes)) - q_taken
+
+
+def per_item(values: jax.Array, batch_ndim: int) -> jax.Array:
+    """`values` [B, ...] averaged over its branch axes (those past the first `batch_ndim`)."""
+    return values.mean(axis=tuple(range(batch_ndim, values.ndim)))
 
 
 def priority(td_error: jax.Array, epsilon: float) -> jax.Array:
@@ -83,14 +92,16 @@ def make_double_q_loss(
     *,
     priority_epsilon: float,
 ) -> LossFn:
-    """Importance-weighted Huber loss on the n-step double-Q TD error; priorities = |TD error| + epsilon."""
+    """Importance-weighted Huber loss on the n-step double-Q TD error; priorities = |TD error| +
+    epsilon. With action branches, an item's loss and |TD error| are its branches' means."""
 
     def loss(params: Any, target_params: Any, batch: Batch) -> tuple[jax.Array, LossExtra]:
         obs, next_obs = layout.observations(batch.data)  # [B, ...] each
-        q = apply(params, obs)  # [B, A]
-        q_taken = jnp.take_along_axis(q, batch.data["action"][:, None], axis=-1)[:, 0]  # [B]
-        q_next_online = apply(params, next_obs)  # [B, A]
-        q_next_target = apply(target_params, next_obs)  # [B, A]
+        q = apply(params, obs)  # [B, A], or [B, D, A] with action branches
+        action = batch.data["action"]  # [B], or [B, D]
+        q_taken = jnp.take_along_axis(q, action[..., None], axis=-1)[..., 0]  # [B] or [B, D]
+        q_next_online = apply(params, next_obs)
+        q_next_target = apply(target_params, next_obs)
         td_error = double_q_td_error(
             q_taken,
             batch.data["n_step_return"],
@@ -101,10 +112,11 @@ def make_double_q_loss(
         weights = importance_weights(
             batch.probabilities, batch.table_size, importance_sampling_exponent, axis_name
         )
-        per_item = optax.huber_loss(td_error, delta=huber_delta)  # [B]
-        value = jnp.mean(weights * per_item)
+        losses = per_item(optax.huber_loss(td_error, delta=huber_delta), 1)  # [B]
+        value = jnp.mean(weights * losses)
         metrics = {"loss": value, "td_error_abs": jnp.mean(jnp.abs(td_error)), "q_mean": jnp.mean(q_taken)}
-        return value, LossExtra(metrics=metrics, priorities=priority(td_error, priority_epsilon))
+        priorities = priority(per_item(jnp.abs(td_error), 1), priority_epsilon)  # [B]
+        return value, LossExtra(metrics=metrics, priorities=priorities)
 
     return loss
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.building import network_init
+from agents.cross_asset import BranchingDuelingNetwork, CrossAssetEncoder
 from agents.specs import EnvironmentSpec
 from agents.torsos import MLPTorso, first_head_layer
 
@@ -34,7 +35,8 @@ class DuelingNetwork(nn.Module):
 
 
 class Networks(NamedTuple):
-    """init(rng) -> params; apply(params, obs [B, ...]) -> q [B, num_actions]."""
+    """init(rng) -> params; apply(params, obs [B, ...]) -> q [B, num_actions] (a portfolio's:
+    [B, num_branches, num_actions])."""
 
     init: Callable[[jax.Array], Any]
     apply: Callable[[Any, jnp.ndarray], jnp.ndarray]
@@ -45,5 +47,9 @@ def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.
     if not hidden_sizes:
         raise ValueError("hidden_sizes must name at least one layer size, got ()")
     torso = MLPTorso(hidden_sizes=tuple(hidden_sizes[:-1])) if torso is None else torso
-    module = DuelingNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
+    if spec.num_branches is not None:  # a portfolio: Q [B, N, A], one branch per instrument
+        module = BranchingDuelingNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1],
+                                         encoder=CrossAssetEncoder(torso))
+    else:
+        module = DuelingNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
     return Networks(init=network_init(module, spec), apply=module.apply)

@@ -31,6 +31,12 @@ class EnvFactory:
         """The training markets laid end to end, for JaxTradingEnv."""
         return make_setup(self.markets("train"), self.config, mode="train")
 
+    def jax_train_env(self):
+        """The jittable training env (environments.envs.jittable: imports jax)."""
+        from environments.envs.jittable import JaxTradingEnv
+
+        return JaxTradingEnv(self.train_setup())
+
     def train_vector(self, num_envs: int) -> TradingVectorEnv:
         """`num_envs` training envs stepped together (an actor's batch)."""
         return TradingVectorEnv.from_config(self.markets("train"), self.config, num_envs, mode="train")

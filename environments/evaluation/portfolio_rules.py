@@ -54,11 +54,13 @@ def walk_levels(panel: PanelData, levels: np.ndarray, config: EnvConfig,
     before = np.concatenate([np.zeros((1, weights.shape[1])), weights[:-1]])
     growth = rebalance(1.0, before, step_levels, *args)[1]  # [L]: V(t + 1) / V(t), 0 when bankrupt
     values = config.initial_value * np.concatenate([[1.0], np.cumprod(growth)])
-    return _result(panel, values, weights, periods_per_year)
+    return walk_result(panel, values, weights, periods_per_year)
 
 
-def _result(panel: PanelData, values: np.ndarray, weights: np.ndarray,
-            periods_per_year: float | None) -> dict:
+def walk_result(panel: PanelData, values: np.ndarray, weights: np.ndarray,
+                periods_per_year: float | None) -> dict:
+    """run_episode's result of a walk of `panel` (values [L + 1], weights [L, N]) ending at its
+    last bar: the arrays, their timestamps, the metrics and the annualization."""
     if periods_per_year is None:
         periods_per_year, annualization = infer_periods_per_year(panel.timestamps)
     else:
@@ -143,6 +145,6 @@ def basket_buy_and_hold(panel: PanelData, config: EnvConfig,
             traded += worth[sold].sum() / max(values[t], 1e-300)
             shares = np.where(sold, 0.0, shares)
             weights[t] = shares * prices / max(values[t], 1e-300)
-    result = _result(panel, config.initial_value * values, weights, periods_per_year)
+    result = walk_result(panel, config.initial_value * values, weights, periods_per_year)
     result["turnover"] = result["metrics"]["turnover"] = float(traded / len(weights))  # not drift
     return result

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from environments.envs.portfolio_factory import PanelFactory
 from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection, test_member
+from launch.anakin.portfolio_evaluation import PortfolioSplitEvaluator
 from launch.anakin.program import Program
 from launch.run import checkpoints, progress, summary, sweep
 from launch.run.limits import CheckpointCadence, catch_signals
@@ -59,7 +61,8 @@ def run(setup: Setup) -> int:
     start = time.monotonic()
     program = Program(setup)
     policy = setup.builder.make_eval_policy(setup.config, setup.spec)
-    splits = {part: SplitEvaluator(part, setup.envs, policy, setup.periods_per_year)
+    evaluator = PortfolioSplitEvaluator if isinstance(setup.envs, PanelFactory) else SplitEvaluator
+    splits = {part: evaluator(part, setup.envs, policy, setup.periods_per_year)
               for part in ("validation", "test")}
     run = Run(setup)
     # A Ctrl-C or SIGTERM from here on (compiling included) stops the run after its next cycle,

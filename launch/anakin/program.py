@@ -29,10 +29,9 @@ class Program:
         import jax
 
         from agents import core
-        from environments.envs.jittable import JaxTradingEnv
 
         self.devices = jax.local_devices()
-        self.env = JaxTradingEnv(setup.envs.train_setup())
+        self.env = setup.envs.jax_train_env()  # JaxTradingEnv, or JaxPortfolioEnv of a panel
         if not hasattr(setup.builder, "make_anakin"):
             raise UsageError(f"--agent={setup.agent} has no make_anakin in its builder: it cannot "
                              "run under --lp_launch_type=anakin (use local_mt or local_mp)")

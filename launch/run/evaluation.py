@@ -10,7 +10,7 @@ import numpy as np
 
 # Kept for every member in a record of several members (the rest is their median).
 BY_SEED = ("sharpe", "total_return", "best_sharpe", "best_learner_steps", "test_sharpe",
-           "test_total_return", "policy")
+           "test_total_return", "policy", "sharpe_by_market")
 
 
 def baselines(envs: list[Any], periods_per_year: float | None) -> dict[str, list[dict]]:
@@ -44,6 +44,11 @@ def evaluation_record(results: list[dict], references: dict[str, list[dict]]) ->
                                for r in results])),  # the median market's span
         _results=results,
     )
+    if "equal_weight" in references:  # a portfolio's 1/N (launch/anakin/portfolio_evaluation.py)
+        equal = median_metrics(references["equal_weight"])
+        record.update(equal_weight_sharpe=equal["sharpe"], equal_weight_return=equal["total_return"])
+    if "exposure" in results[0]:  # a portfolio's mean gross exposure sum |w|
+        record["exposure"] = float(np.median([r["exposure"] for r in results]))
     return record
 
 

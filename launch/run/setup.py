@@ -104,8 +104,47 @@ def make_setup(flags: Any) -> Setup:
     embargo = _check_folds(flags)
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
-    from environments import EnvConfig, EnvFactory, MarketDataError, MarketSource
     from environments.evaluation.metrics import infer_periods_per_year
+
+    envs, train_env, volatility, units, test_timestamps = _envs(flags, positions, embargo)
+    if flags.periods_per_year:
+        periods_per_year = flags.periods_per_year
+        annualization = f"{flags.periods_per_year:g} periods per year (--periods_per_year)"
+    else:
+        periods_per_year = None
+        annualization = (f"{infer_periods_per_year(test_timestamps)[1]} periods per "
+                         "year, inferred from the bars (override: --periods_per_year)")
+    builder, config = _agent(flags)  # jax, TensorFlow and Reverb load here, after the checks
+    if hasattr(config, "reward_scale"):
+        config = dataclasses.replace(config, reward_scale=config.reward_scale * units)
+    spec = builder.make_environment_spec(train_env)
+    train_env.close()
+    sweep = _check_sweep(flags, config, units)
+    _check_launch_packages(flags.lp_launch_type)  # the flags' own errors first
+    return Setup(
+        launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
+        agent_preset=flags.agent_preset, builder=builder, config=config, spec=spec,
+        data=flags.data, envs=envs, workdir=workdir,
+        periods_per_year=periods_per_year, annualization=annualization, seed=flags.seed,
+        num_seeds=flags.num_seeds, num_actors=flags.num_actors,
+        envs_per_actor=flags.envs_per_actor,
+        limits=Limits(flags.max_learner_steps, flags.max_env_steps, flags.max_seconds),
+        eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
+        restore=flags.restore, report_test_curve=flags.report_test_curve,
+        flat_margin=flags.flat_margin if flags.flat_candidate else None,
+        flags_text=flags.flags_into_string(), return_volatility=volatility, sweep=sweep,
+    )
+
+
+def _envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, Any, float, float, Any]:
+    """(the run's env factory, a training env for the agent's spec, the training markets' step
+    volatility, the rewards' rescaling 1% / that volatility, the test part's timestamps),
+    loading the data and building every part's envs; UsageError naming the flags."""
+    from environments import EnvConfig, EnvFactory, MarketDataError, MarketSource
+    from environments.data.panel_source import is_panel_source
+
+    if is_panel_source(flags.data):
+        return _panel_envs(flags, positions, embargo)
 
     market = MarketSource(
         flags.data, flags.date_format, flags.synthetic_steps, flags.synthetic_paths,
@@ -142,33 +181,51 @@ def make_setup(flags: Any) -> Setup:
     except (MarketDataError, ValueError) as error:
         raise UsageError(f"{env_flags} --positions={','.join(flags.positions)} "
                          f"--data={flags.data}: {error}") from None
-    if flags.periods_per_year:
-        periods_per_year = flags.periods_per_year
-        annualization = f"{flags.periods_per_year:g} periods per year (--periods_per_year)"
-    else:
-        periods_per_year = None
-        annualization = (f"{infer_periods_per_year(splits.test[0].timestamps)[1]} periods per "
-                         "year, inferred from the bars (override: --periods_per_year)")
-    builder, config = _agent(flags)  # jax, TensorFlow and Reverb load here, after the checks
-    if hasattr(config, "reward_scale"):
-        config = dataclasses.replace(config, reward_scale=config.reward_scale * units)
-    spec = builder.make_environment_spec(train_env)
-    train_env.close()
-    sweep = _check_sweep(flags, config, units)
-    _check_launch_packages(flags.lp_launch_type)  # the flags' own errors first
-    return Setup(
-        launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
-        agent_preset=flags.agent_preset, builder=builder, config=config, spec=spec,
-        data=flags.data, envs=envs, workdir=workdir,
-        periods_per_year=periods_per_year, annualization=annualization, seed=flags.seed,
-        num_seeds=flags.num_seeds, num_actors=flags.num_actors,
-        envs_per_actor=flags.envs_per_actor,
-        limits=Limits(flags.max_learner_steps, flags.max_env_steps, flags.max_seconds),
-        eval_every=flags.eval_every, checkpoint_every=flags.checkpoint_every,
-        restore=flags.restore, report_test_curve=flags.report_test_curve,
-        flat_margin=flags.flat_margin if flags.flat_candidate else None,
-        flags_text=flags.flags_into_string(), return_volatility=volatility, sweep=sweep,
-    )
+    return envs, train_env, volatility, units, splits.test[0].timestamps
+
+
+def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, Any, float, float, Any]:
+    """_envs of a portfolio (--data=panel:<path> or synthetic:panel; docs/portfolios.md)."""
+    import numpy as np
+
+    from environments import EnvConfig, MarketDataError
+    from environments.data.panel_source import PanelSource, panel_path
+    from environments.envs.portfolio_factory import PanelFactory
+
+    if flags.lp_launch_type != "anakin":
+        raise UsageError(f"--data={flags.data}: a portfolio trains under --lp_launch_type=anakin "
+                         f"(got --lp_launch_type={flags.lp_launch_type}); the program of nodes "
+                         "trades single instruments")
+    try:
+        source = PanelSource(
+            panel_path(flags.data), flags.train_fraction, flags.validation_fraction,
+            flags.date_format, flags.data_cache, synthetic_instruments=flags.synthetic_instruments,
+            synthetic_steps=flags.synthetic_steps, seed=flags.seed, folds=flags.folds,
+            fold=flags.fold, fold_test_bars=flags.fold_test_bars,
+            fold_validation_bars=flags.fold_validation_bars, fold_train_bars=flags.fold_train_bars,
+            embargo=embargo, lookback=flags.window if flags.folds else 0)
+        splits = source.load()
+    except FileNotFoundError as error:
+        raise UsageError(f"--data={flags.data}: {error.strerror}") from None
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"--data={flags.data}: {error}") from None
+    train = splits.train
+    volatility = float(np.std(train.step_returns[train.can_hold]))
+    units = REFERENCE_VOLATILITY / volatility if volatility > 0 else 1.0
+    try:
+        envs = PanelFactory(source, EnvConfig(
+            window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
+            spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
+            episode_length=flags.episode_length,
+            risk_aversion=flags.risk_aversion * units if flags.risk_aversion >= 0
+            else flags.risk_aversion))
+        train_env = envs.train_env()
+        for part in ("validation", "test"):
+            envs.eval_env(part)
+    except (MarketDataError, ValueError) as error:
+        raise UsageError(f"--window={flags.window} --episode_length={flags.episode_length} "
+                         f"--positions={','.join(flags.positions)} --data={flags.data}: {error}") from None
+    return envs, train_env, volatility, units, splits.test.timestamps
 
 
 def return_volatility(markets: Any) -> float:
