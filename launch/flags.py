@@ -90,12 +90,13 @@ flags.DEFINE_list("positions", ["-1", "0", "1"], "Target positions the actions c
 flags.DEFINE_float("commission_bps", 1.0, "Commission per unit of traded notional, in bps.")
 flags.DEFINE_float("spread_bps", 1.0, "Half-spread paid per unit of traded notional, in bps.")
 flags.DEFINE_float("borrow_bps_per_step", 0.4, "Cost of holding a short position, bps per step.")
-flags.DEFINE_float("risk_aversion", 24.0, "Kappa of the training reward's variance penalty: each "
+flags.DEFINE_float("risk_aversion", None, "Kappa of the training reward's variance penalty: each "
                    "step's reward is its log growth minus kappa / 2 x its squared return "
                    "(environments/envs/accounting.py); the portfolio and every metric are unchanged. "
-                   "0: the log growth alone; 24 was chosen on validation Sharpe on the default "
-                   "market (docs/results.md), whose bars move ~1%: it is multiplied by 1% / the "
-                   "training split's per-step volatility, as the agent's reward_scale is.")
+                   "0: the log growth alone. Default: the agent's own, chosen on validation of the "
+                   "default market, whose bars move ~1% (apex_dqn 24, impala 0: docs/running.md"
+                   "#the-reward). It is multiplied by 1% / the training split's per-step "
+                   "volatility, as the agent's reward_scale is.")
 
 # ---- Limits and checkpoints: the first limit reached stops the run
 flags.DEFINE_integer("max_learner_steps", 0, "Stop when the learner reaches this step "
@@ -113,10 +114,11 @@ flags.DEFINE_integer("eval_every", 500, "Evaluate on the validation split every 
 flags.DEFINE_bool("report_test_curve", False, "Also log test metrics at every evaluation, for "
                   "plots only (selection never reads them).")
 flags.DEFINE_float("flat_margin", 1.0, "Flat (no position, no cost) is a candidate of the "
-                   "selection: the agent's best parameters are tested only if their validation "
-                   "Sharpe beats flat's (0) by this many standard errors of a Sharpe measured over "
-                   "the median validation market's years (1 / sqrt(years)); else the run selects and "
-                   "tests flat. 0: any positive validation Sharpe; see --noflat_candidate.")
+                   "selection: the agent's best of K validation evaluations is tested only if its "
+                   "Sharpe beats flat's (0) by what luck alone gives the best of K (E[max of K "
+                   "standard normals] standard errors) plus this many standard errors more, a "
+                   "standard error being 1 / sqrt(years of the median validation market); else the "
+                   "run selects and tests flat (docs/running.md#model-selection).")
 flags.DEFINE_bool("flat_candidate", True, "Whether flat is a candidate of the selection "
                   "(--flat_margin); --noflat_candidate always tests the agent's best parameters.")
 

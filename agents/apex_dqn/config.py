@@ -6,6 +6,11 @@ from agents.config_checks import NetworkSettings, check_ranges, from_preset
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
+# The env's risk aversion (kappa) this agent trains with unless --risk_aversion says otherwise:
+# chosen on validation Sharpe of the default market (apex_dqn under anakin, 5 seeds, 0 to 64:
+# 24 best; benchmarks/results/compare_risk_aversion.md, 2026-12-04).
+RISK_AVERSION = 24.0
+
 
 @dataclasses.dataclass
 class ApexDQNConfig(NetworkSettings):

@@ -6,6 +6,12 @@ from agents.config_checks import NetworkSettings, check_ranges, from_preset
 from agents.config_checks import integer as _integer
 from agents.config_checks import number as _number
 
+# The env's risk aversion (kappa) this agent trains with unless --risk_aversion says otherwise.
+# IMPALA's policy collapsed to flat under Ape-X's kappa 24 (entropy 0.97 -> 0.013 by step 7,500,
+# every validation evaluation flat); with 0 it reached validation Sharpe 1.77 at 3,000 and 1.85
+# at 10,000 steps (default market, seed 0's validation, 2026-12-05; docs/do_no_harm.md).
+RISK_AVERSION = 0.0
+
 
 @dataclasses.dataclass
 class ImpalaConfig(NetworkSettings):

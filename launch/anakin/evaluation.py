@@ -103,6 +103,8 @@ def test_member(selection: ModelSelection, member: int) -> list[dict[str, Any]]:
     """The final test of `member`'s selection alone (its kept parameters, or flat where they do
     not beat flat by the margin): [its test record]. The other members are not tested; the
     selection then holds that member only."""
+    # The chosen member is the best of every member's evaluations: flat's bar counts them all.
+    selection.trials_per_evaluation = len(selection.best)
     selection.best, selection.dirs = [selection.best[member]], [selection.dirs[member]]
     return selection.test()
 

@@ -9,10 +9,15 @@ no test figure is computed before that unless `report_test_curve` asks for one b
 validation evaluation (reported only: nothing reads it back).
 
 Flat (no position: no cost, no risk) is a candidate too, with `flat_margin`: a member's kept
-parameters are tested only if their validation Sharpe beats flat's by `flat_margin` standard
-errors of a Sharpe measured over the median validation market's span (1 / sqrt(years), Lo
-2002 at small Sharpe ratios); else the member selects flat, and its test is flat's. A best of
-many noisy evaluations that does not clear that margin shows no edge worth its costs.
+parameters are the best of K validation evaluations, and the best of K noisy estimates of a
+Sharpe ratio of 0 is expected at E[max of K standard normals] standard errors above it (the
+deflated Sharpe ratio's SR*, Bailey and Lopez de Prado 2014). So they are tested only if their
+validation Sharpe beats flat's by that many standard errors plus `flat_margin` more, a
+standard error being that of a Sharpe measured over the median validation market's span
+(1 / sqrt(years), Lo 2002 at small Sharpe ratios); else the member selects flat, and its test
+is flat's. K counts the evaluations of every member the selection chose among (a sweep's
+members, `trials_per_evaluation`); successive evaluations are correlated, so K overstates the
+independent trials and the bar errs towards flat.
 
 A driver gives `evaluate(part, params) -> [one evaluation record per member]`
 (launch/run/evaluation.py's records) and `plot(part, path, records) -> path`; the distributed
@@ -51,13 +56,17 @@ def next_evaluation(step: int, eval_every: int) -> int:
     return (step // eval_every + 1) * eval_every
 
 
-def flat_threshold(best: dict[str, Any], flat_margin: float) -> float | None:
-    """The validation Sharpe that `best` (a best.json record) must beat to be tested rather than
-    flat: flat's Sharpe plus `flat_margin` / sqrt(years of the median validation market). None
-    for a record that lacks them (kept by an older version)."""
+def flat_threshold(best: dict[str, Any], flat_margin: float, trials: int) -> float | None:
+    """The validation Sharpe that `best` (a best.json record, the best of `trials` validation
+    evaluations) must beat to be tested rather than flat: flat's Sharpe plus (E[max of `trials`
+    standard normals] + `flat_margin`) / sqrt(years of the median validation market). None for
+    a record that lacks them (kept by an older version)."""
+    from environments.evaluation.significance import expected_max_sharpe
+
     if best.get("flat_sharpe") is None or not best.get("years"):
         return None
-    return float(best["flat_sharpe"] + flat_margin / math.sqrt(best["years"]))
+    luck = expected_max_sharpe(max(int(trials), 1), 1.0)  # in standard errors
+    return float(best["flat_sharpe"] + (luck + flat_margin) / math.sqrt(best["years"]))
 
 
 def best_dirs(workdir: str, num_members: int) -> list[str]:
@@ -89,7 +98,10 @@ class ModelSelection:
         self._plot_every_s = plot_every_s
         self._plotted = time.monotonic()  # so the first PNG waits plot_every_s into the run
         self._plotted_step = -1
-        self.evaluations = 0
+        # Validation evaluations so far (a restored run's count as its best.json kept it) and
+        # the trials each one is among (a sweep: its members).
+        self.evaluations = max([(b or {}).get("evaluations", 0) for b in self.best])
+        self.trials_per_evaluation = 1
         self.last_step = -1  # the learner step of the newest validation evaluation
         self.last_records: list[dict[str, Any]] = []  # each member's, of that evaluation
         self.last_record: dict[str, Any] = {}  # their median, as written
@@ -112,6 +124,7 @@ class ModelSelection:
             record["learner_steps"] = step
             if self.best[s] is None or record["sharpe"] > self.best[s]["sharpe"]:
                 self.best[s] = {key: record[key] for key in BEST_KEYS}
+                self.best[s]["evaluations"] = self.evaluations
                 checkpoints.save_best(self.dirs[s], self.member(params, s), self.best[s])
                 improved = True
             record.update(best_sharpe=self.best[s]["sharpe"],
@@ -144,8 +157,8 @@ class ModelSelection:
         chosen = []  # (step, selected_by, params, threshold) of each member; params None: flat
         for s, best in enumerate(self.best):
             if best is not None:
-                threshold = (None if self._flat_margin is None
-                             else flat_threshold(best, self._flat_margin))
+                threshold = (None if self._flat_margin is None else flat_threshold(
+                    best, self._flat_margin, self.evaluations * self.trials_per_evaluation))
                 if threshold is not None and not best["sharpe"] > threshold:
                     chosen.append((None, SELECTED_FLAT, None, threshold))
                 else:

@@ -70,6 +70,8 @@ def make_setup(flags: Any) -> Setup:
     for name, minimum in counts.items():
         if getattr(flags, name) < minimum:
             raise UsageError(f"--{name}={getattr(flags, name)}: expected an integer >= {minimum}")
+    if flags.risk_aversion is None:  # the agent's own kappa; flags.txt and summary show it
+        flags.risk_aversion = _agent_risk_aversion(flags)
     if not (flags.max_seconds >= 0 and math.isfinite(flags.max_seconds)):
         raise UsageError(f"--max_seconds={flags.max_seconds}: expected a number >= 0")
     if not (0 < flags.train_fraction < 1 and 0 < flags.validation_fraction < 1
@@ -318,6 +320,16 @@ def _check_folds(flags: Any) -> int:
         raise UsageError(f"--embargo={flags.embargo}: expected at least the agent's target "
                          f"horizon, {horizon} bars (-1: that horizon)")
     return flags.embargo
+
+
+def _agent_risk_aversion(flags: Any) -> float:
+    """The kappa agent --agent was tuned with (its config module's RISK_AVERSION; 0 without)."""
+    from agents.registry import get_config_module
+
+    try:
+        return float(getattr(get_config_module(flags.agent), "RISK_AVERSION", 0.0))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _agent(flags: Any) -> tuple[Any, Any]:

@@ -2,9 +2,11 @@
 under either driver, every launch type builds its envs from one configuration, and `--help`
 lists the project's flags."""
 
+import math
 import os
 import subprocess
 import sys
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -97,8 +99,10 @@ def test_both_drivers_select_flat_when_no_step_beats_it_by_the_margin(bars, tmp_
     for test in (distributed_test, compiled_test):
         assert test["policy"] == "flat" and test["learner_steps"] is None
         assert test["selected_by"].startswith("flat")
-        # The agent's best (step 20, Sharpe 0: flat by its action) needed 0 + 0.5 / sqrt(years).
-        assert test["flat_threshold"] == pytest.approx(0.5 / years ** 0.5)
+        # The agent's best (step 20, Sharpe 0: flat by its action) of 2 evaluations needed what
+        # luck gives the best of 2, E[max] = gamma * Phi^-1(1 - 1/(2e)) standard errors, + 0.5.
+        luck = 0.5772156649015329 * NormalDist().inv_cdf(1 - 1 / (2 * math.e))
+        assert test["flat_threshold"] == pytest.approx((luck + 0.5) / years ** 0.5)
         assert test["sharpe"] == test["total_return"] == test["turnover"] == 0.0
         assert test["buy_and_hold_sharpe"] < -1.0  # the test split falls: flat did no harm
     # Without the flat candidate the best step (20) is tested, as before.
@@ -109,24 +113,47 @@ def test_both_drivers_select_flat_when_no_step_beats_it_by_the_margin(bars, tmp_
         assert test["flat_threshold"] is None
 
 
-def _setup(launch_type, data, workdir):
+def test_flats_bar_rises_with_the_evaluations_the_best_was_chosen_among():
+    from launch.run.selection import flat_threshold
+
+    best = {"flat_sharpe": 0.0, "years": 4.0}  # a standard error of 1 / sqrt(4) = 0.5
+    assert flat_threshold(best, 1.0, trials=1) == pytest.approx(0.5)  # nothing chosen: the margin
+    bars = [flat_threshold(best, 1.0, trials=k) for k in (2, 10, 40, 400)]
+    assert bars == sorted(bars) and bars[0] > 0.5
+    # The best of 40 pure-noise evaluations lands near E[max of 40] ~ 2.2 standard errors.
+    assert bars[2] == pytest.approx(0.5 * (1.0 + 2.2), abs=0.1)
+    assert flat_threshold({"flat_sharpe": None, "years": 4.0}, 1.0, 5) is None  # an old best.json
+
+
+def _setup(launch_type, data, workdir, *flags):
     from launch.flags import FLAGS
     from launch.run.setup import make_setup
 
     with flagsaver.flagsaver():
         FLAGS.unparse_flags()
         FLAGS(["apex", f"--lp_launch_type={launch_type}", f"--data={data}",
-               f"--workdir={workdir}", "--window=3", "--episode_length=64", "--commission_bps=2", "--spread_bps=3",
-               "--borrow_bps_per_step=0.5", "--risk_aversion=7", "--positions=-1,0,0.5,1"])
+               f"--workdir={workdir}", "--window=3", "--episode_length=64", "--commission_bps=2",
+               "--spread_bps=3", "--borrow_bps_per_step=0.5", "--positions=-1,0,0.5,1", *flags])
         return make_setup(FLAGS)
+
+
+def test_each_agent_trains_with_its_own_risk_aversion_unless_told(bars, tmp_path):
+    apex = _setup("anakin", bars, tmp_path / "apex")
+    impala = _setup("anakin", bars, tmp_path / "impala", "--agent=impala")
+    told = _setup("anakin", bars, tmp_path / "told", "--agent=impala", "--risk_aversion=5")
+    units = 0.01 / apex.return_volatility
+    assert apex.envs.config.risk_aversion == pytest.approx(24.0 * units)
+    assert impala.envs.config.risk_aversion == 0.0
+    assert told.envs.config.risk_aversion == pytest.approx(5.0 * units)
+    assert "--risk_aversion=24.0" in apex.flags_text and "--risk_aversion=0.0" in impala.flags_text
 
 
 @pytest.mark.reverb
 def test_every_launch_type_builds_its_envs_from_one_configuration(bars, tmp_path):
     from environments.envs.jittable import JaxTradingEnv, eval_params
 
-    threads = _setup("local_mt", bars, tmp_path / "mt")
-    compiled = _setup("anakin", bars, tmp_path / "anakin")
+    threads = _setup("local_mt", bars, tmp_path / "mt", "--risk_aversion=7")
+    compiled = _setup("anakin", bars, tmp_path / "anakin", "--risk_aversion=7")
     config = threads.envs.config
     assert compiled.envs.config == config
     assert (config.window, config.positions) == (3, (-1.0, 0.0, 0.5, 1.0))
