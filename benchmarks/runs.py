@@ -175,7 +175,7 @@ def fold_embargo(agents: list[str], embargo: int, folds: int, apex_flags: list[s
         flags_of_one = types.SimpleNamespace(
             agent=agent, folds=folds, fold=0, embargo=-1, fold_test_bars=0,
             fold_validation_bars=0, fold_train_bars=0, **settings)
-        horizons.append(setup._check_folds(flags_of_one))  # launch.run.setup's resolution of -1
+        horizons.append(setup.check_folds(flags_of_one))  # launch.run.setup's resolution of -1
     return max(horizons)
 
 

@@ -103,7 +103,7 @@ def make_setup(flags: Any) -> Setup:
         raise UsageError(f"--positions={','.join(flags.positions)}: expected numbers separated "
                          "by commas, e.g. -1,0,1") from None
     workdir = _check_workdir(flags)
-    embargo = _check_folds(flags)
+    embargo = check_folds(flags)
 
     # Data and envs first (numpy only); the agent's builder (jax, reverb) is imported last.
     from environments.evaluation.metrics import infer_periods_per_year
@@ -292,7 +292,7 @@ def _check_workdir(flags: Any) -> str:
     return workdir
 
 
-def _check_folds(flags: Any) -> int:
+def check_folds(flags: Any) -> int:
     """Checks the walk-forward flags; returns the embargo in bars (0 without --folds)."""
     sizes = ("fold_test_bars", "fold_validation_bars", "fold_train_bars")
     if flags.folds < 0:
