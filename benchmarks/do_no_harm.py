@@ -14,8 +14,10 @@ For each market seed (FRESH seeds, 1000.. by default: the unseen-test protocol o
 tuning uses seed 0) and each agent, one `launch/apex.py --lp_launch_type=anakin` subprocess with
 a fixed --max_learner_steps (deterministic, not time-limited) and the run's own seed = the
 market seed. Per market, a table: the learned policy BEFORE the flat fallback (its best
-validation Sharpe and that evaluation's turnover), the selected policy (agent or flat) and its
-test return and Sharpe, buy-and-hold's, and on the OU markets the oracle rule's
+validation Sharpe and that evaluation's turnover), the kappa the run trained with (the agent's
+own unless --apex_flags sets --risk_aversion) and K, the validation evaluations its best was
+chosen among, flat's bar for that best (launch/run/selection.py flat_threshold), the selected
+policy (agent or flat) and its test return and Sharpe, buy-and-hold's, and on the OU markets the oracle rule's
 (environments.evaluation.rules.ou_mean_reversion, told the generator's parameters); then the
 issue's targets as PASS/FAIL lines.
 
@@ -65,8 +67,8 @@ def define_flags() -> None:
 
 # Per agent, learner steps that fit the whole benchmark in ~25 min on 2 busy cores. On the
 # default synthetic market (seed 0) Ape-X's validation Sharpe is ~2.0 at 20000 steps; IMPALA's
-# is ~1.8 at 3000 with --risk_aversion=0, while with the default 24 its policy collapses to
-# flat within a few hundred steps (docs/do_no_harm.md).
+# is ~1.8 at 3000 with its own kappa 0 (under Ape-X's 24 its policy collapsed to flat within a
+# few hundred steps: docs/do_no_harm.md).
 LEARNER_STEPS = {"apex_dqn": 20000, "impala": 10000}
 
 NO_EDGE_TURNOVER = 0.01  # the issue's target: mean |change of position| per bar
@@ -138,7 +140,9 @@ class Outcome:
     learned_turnover: float  # validation turnover of that evaluation
     learned_step: int
     policy: str  # what the run tested: "agent" or "flat"
-    flat_threshold: float | None
+    flat_threshold: float | None  # the validation Sharpe the learned policy had to beat
+    trials: int | None  # K: the validation evaluations the learned policy is the best of
+    risk_aversion: float | None  # kappa as quoted for 1% bars (before the volatility units)
     test_return: float
     test_sharpe: float
     test_turnover: float
@@ -182,13 +186,25 @@ def run_market(out: pathlib.Path, spec: MarketSpec, seed: int, agent: str) -> Ou
     sharpe, turnover, step = learned_policy(run)
     test = run.summary["test"]
     outcome = Outcome(seed, sharpe, turnover, step, test.get("policy", "agent"),
-                      test.get("flat_threshold"), float(test["total_return"]),
+                      test.get("flat_threshold"), run.summary["validation"].get("evaluations"),
+                      quoted_risk_aversion(run.summary), float(test["total_return"]),
                       float(test["sharpe"]), float(test["turnover"]),
                       float(test["buy_and_hold_return"]), float(test["buy_and_hold_sharpe"]))
     if spec.edge == "rule":
         rule = rule_result(run, spec)
         outcome.rule_return, outcome.rule_sharpe = rule["total_return"], rule["sharpe"]
     return outcome
+
+
+def quoted_risk_aversion(summary: dict) -> float | None:
+    """The run's --risk_aversion as quoted for bars moving 1%: the env's kappa divided by the
+    volatility units (1% / the training markets' per-step volatility, launch/run/setup.py)."""
+    from launch.run.setup import REFERENCE_VOLATILITY
+
+    kappa, volatility = summary["env"].get("risk_aversion"), summary.get("return_volatility")
+    if kappa is None or not volatility:
+        return None
+    return float(kappa) * float(volatility) / REFERENCE_VOLATILITY
 
 
 def round_trip_cost(apex_flags: list[str]) -> float:
@@ -208,23 +224,23 @@ def median(values) -> float:
 
 
 def market_table(spec: MarketSpec, outcomes: dict[str, list[Outcome]]) -> str:
-    headers = ["agent", "seed", "learned val Sharpe", "learned val turnover", "selected",
-               "flat threshold", "test return %", "test Sharpe", "test turnover",
+    headers = ["agent", "seed", "kappa", "learned val Sharpe", "learned val turnover", "K",
+               "flat threshold", "selected", "test return %", "test Sharpe", "test turnover",
                "b&h return %", "b&h Sharpe"]
     if spec.edge == "rule":
         headers += ["rule return %", "rule Sharpe"]
     rows = []
     for agent, per_seed in outcomes.items():
         for o in per_seed:
-            row = [agent, o.seed, o.learned_sharpe, f"{o.learned_turnover:.3f}", o.policy,
-                   o.flat_threshold, 100 * o.test_return, o.test_sharpe,
+            row = [agent, o.seed, o.risk_aversion, o.learned_sharpe, f"{o.learned_turnover:.3f}",
+                   o.trials, o.flat_threshold, o.policy, 100 * o.test_return, o.test_sharpe,
                    f"{o.test_turnover:.3f}", 100 * o.buy_and_hold_return, o.buy_and_hold_sharpe]
             if spec.edge == "rule":
                 row += [100 * o.rule_return, o.rule_sharpe]
             rows.append(row)
-        row = [agent, "median", median(o.learned_sharpe for o in per_seed),
-               f"{median(o.learned_turnover for o in per_seed):.3f}",
-               f"{sum(o.policy == 'flat' for o in per_seed)}/{len(per_seed)} flat", None,
+        row = [agent, "median", None, median(o.learned_sharpe for o in per_seed),
+               f"{median(o.learned_turnover for o in per_seed):.3f}", None, None,
+               f"{sum(o.policy == 'flat' for o in per_seed)}/{len(per_seed)} flat",
                100 * median(o.test_return for o in per_seed),
                median(o.test_sharpe for o in per_seed),
                f"{median(o.test_turnover for o in per_seed):.3f}",
