@@ -1,9 +1,8 @@
 """Ape-X DQN components working together against one real in-process Reverb server.
 
-Actors in threads and in separate processes feed one table; the learner, fed a fixed cycle of
-its items, learns and writes priorities back to it; actors' variable clients follow the
-learner; one pmapped update on two devices equals the single-device update.
-"""
+Actors in threads and in separate processes feed one table; the learner, fed a fixed cycle of its
+items, learns and writes priorities back; actors' variable clients follow the learner; one
+pmapped update on two devices equals the single-device update."""
 
 import itertools
 import multiprocessing
@@ -185,9 +184,8 @@ def learner_on(address: str, batches: list[replay.ReplayBatch], learning_rate: f
     if zero_params:
         zeros = jax.tree.map(np.zeros_like, state.params)
         state = state._replace(params=zeros, target_params=zeros, opt_state=optimizer.init(zeros))
-    return learning.ApexDQNLearner(
-        sgd_step, state, itertools.cycle(batches), reverb.Client(address), CONFIG.replay_table_name
-    )
+    return learning.ApexDQNLearner(sgd_step, state, itertools.cycle(batches), reverb.Client(address),
+                                   CONFIG.replay_table_name)
 
 
 def td_errors(params, target_params, items: replay.ReplayBatch) -> np.ndarray:
