@@ -211,3 +211,17 @@ class AnakinAgent(NamedTuple):
     # name (its value), or <field>_scale (a factor on the field's value: learning_rate_scale).
     # Settings not here (shapes, or built into the loss) are fixed when the program compiles.
     hyperparameters: Mapping[str, float] = {}
+
+
+def member_hyperparameters(agent: str, hyperparameters: Mapping[str, Any],
+                           defaults: Mapping[str, float]) -> dict[str, Any]:
+    """Every per-member setting of `defaults` (AnakinAgent.hyperparameters) as float32 [], the
+    member's traced value where `hyperparameters` has one; ValueError naming an unknown one."""
+    import jax.numpy as jnp
+
+    unknown = set(hyperparameters) - set(defaults)
+    if unknown:
+        raise ValueError(f"{agent} anakin: no per-member setting {sorted(unknown)}; "
+                         f"expected some of {sorted(defaults)}")
+    return {name: jnp.asarray(hyperparameters.get(name, value), jnp.float32)
+            for name, value in defaults.items()}

@@ -22,6 +22,18 @@ def clipped(optimizer: optax.GradientTransformation, max_gradient_norm: float) -
     return optax.chain(optax.clip_by_global_norm(max_gradient_norm), optimizer)
 
 
+def scaled(optimizer: optax.GradientTransformation, factor: jax.Array) -> optax.GradientTransformation:
+    """`optimizer` with its updates multiplied by `factor` (a traced float, same state): a learning
+    rate of factor x its own for optimizers whose learning rate is their last scale (optax's
+    adam, rmsprop, sgd). How a sweep gives each member its own learning rate."""
+
+    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
+        updates, opt_state = optimizer.update(updates, opt_state, params)
+        return jax.tree.map(lambda u: u * factor.astype(u.dtype), updates), opt_state
+
+    return optax.GradientTransformation(optimizer.init, update)
+
+
 def gradient_step(
     loss_fn: Callable[..., tuple[jax.Array, Any]],
     optimizer: optax.GradientTransformation,

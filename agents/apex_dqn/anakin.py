@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents import core, jax_replay
+from agents import core, jax_replay, sgd
 from agents.apex_dqn.acting import apex_epsilon, exploration_draws, explore_or_greedy
 from agents.apex_dqn.losses import (Batch, LearnerState, LossFn, double_q_td_error, init_state_from_key,
                                     make_sgd_step, per_item, priority)
@@ -81,17 +81,6 @@ class MemberSettings(NamedTuple):
     priority_exponent: Any  # alpha
 
 
-def _scaled(optimizer: optax.GradientTransformation, factor: Any) -> optax.GradientTransformation:
-    """`optimizer` with its updates multiplied by `factor` (same state): a learning rate of factor x
-    its own for optimizers whose learning rate is their last scale (optax's adam, rmsprop, sgd)."""
-
-    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
-        updates, opt_state = optimizer.update(updates, opt_state, params)
-        return jax.tree.map(lambda u: u * factor.astype(u.dtype), updates), opt_state
-
-    return optax.GradientTransformation(optimizer.init, update)
-
-
 class AnakinSizes(NamedTuple):
     num_envs: int  # B envs per device
     rollout_steps: int  # K steps of each env per cycle
@@ -143,15 +132,11 @@ def make_anakin(
         """The constants, or those of traced `hyperparameters` (float32 [] each; missing: the config's)."""
         if hyperparameters is None:
             return constants
-        unknown = set(hyperparameters) - set(defaults)
-        if unknown:
-            raise ValueError(f"apex_dqn anakin: no per-member setting {sorted(unknown)}; "
-                             f"expected some of {sorted(defaults)}")
-        h = {name: jnp.asarray(hyperparameters.get(name, value), jnp.float32) for name, value in defaults.items()}
+        h = core.member_hyperparameters("apex_dqn", hyperparameters, defaults)
         gamma = h["discount"]
         ladder = 1.0 + h["epsilon_exponent"] * jnp.arange(B, dtype=jnp.float32) / max(B - 1, 1)
         return MemberSettings(
-            make_sgd_step(loss_fn, _scaled(optimizer, h["learning_rate_scale"]),
+            make_sgd_step(loss_fn, sgd.scaled(optimizer, h["learning_rate_scale"]),
                           jnp.round(h["target_update_period"]).astype(jnp.int32), axis_name),
             h["epsilon_base"] ** (ladder if B > 1 else 1.0),
             jnp.where(exponents >= 0, gamma ** np.maximum(exponents, 0), 0.0).astype(jnp.float32),

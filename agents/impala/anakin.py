@@ -18,20 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agents import core
+from agents import core, sgd
 from agents.impala.acting import sample_from_logits
 from agents.impala.losses import LearnerState, LossFn, init_state_from_key, make_sgd_step
-
-
-def _scaled(optimizer: optax.GradientTransformation, factor: jax.Array) -> optax.GradientTransformation:
-    """`optimizer` with its updates multiplied by `factor` (same state): RMSProp at factor x its
-    learning rate, which is its last scale."""
-
-    def update(updates: Any, opt_state: Any, params: Any = None) -> tuple[Any, Any]:
-        updates, opt_state = optimizer.update(updates, opt_state, params)
-        return jax.tree.map(lambda u: u * factor.astype(u.dtype), updates), opt_state
-
-    return optax.GradientTransformation(optimizer.init, update)
 
 
 class TrainState(NamedTuple):
@@ -105,12 +94,8 @@ def make_anakin(
         """The update, with the optimizer's step scaled by a member's traced learning_rate_scale."""
         if hyperparameters is None:
             return sgd_step
-        unknown = set(hyperparameters) - set(defaults)
-        if unknown:
-            raise ValueError(f"impala anakin: no per-member setting {sorted(unknown)}; "
-                             f"expected some of {sorted(defaults)}")
-        factor = jnp.asarray(hyperparameters.get("learning_rate_scale", 1.0), jnp.float32)
-        return make_sgd_step(loss_fn, _scaled(optimizer, factor), axis_name)
+        factor = core.member_hyperparameters("impala", hyperparameters, defaults)["learning_rate_scale"]
+        return make_sgd_step(loss_fn, sgd.scaled(optimizer, factor), axis_name)
 
     def init(key: jax.Array, env_params: Any) -> TrainState:
         params_key, rng = jax.random.split(key)

@@ -17,6 +17,7 @@ parts of folds 0..K-1 tile [D - K L_t, D) in time order. Default sizes: L_t = L_
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from environments.data.market import MarketData, MarketDataError
 
@@ -123,3 +124,22 @@ def fold_parts(market: MarketData, sizes: FoldSizes, fold: int,
     market.features  # noqa: B018 - computed once on the whole market, then sliced
     chosen = folds[fold]
     return tuple(part_rows(market, chosen.part(name), lookback) for name in FOLD_PARTS)
+
+
+def source_fold_sizes(source: Any) -> FoldSizes | None:
+    """The FoldSizes of a source's walk-forward fields (MarketSource's, PanelSource's: folds,
+    fold, lookback, fold_test_bars, fold_validation_bars, fold_train_bars, embargo), None for
+    folds = 0 (the single split); ValueError naming a bad value."""
+    folds, fold, lookback = source.folds, source.fold, source.lookback
+    if folds == 0:
+        return None
+    if not (isinstance(folds, int) and folds > 0):
+        raise ValueError(f"folds={folds!r}: expected an integer >= 0 (0: one split)")
+    if not (isinstance(fold, int) and 0 <= fold < folds):
+        raise ValueError(f"fold={fold!r}: expected an integer in [0, {folds}) "
+                         f"(folds={folds}, 0 = the earliest)")
+    if not (isinstance(lookback, int) and lookback >= 0):
+        raise ValueError(f"lookback={lookback!r}: expected an integer >= 0")
+    return FoldSizes(folds, test_bars=source.fold_test_bars,
+                     validation_bars=source.fold_validation_bars,
+                     train_bars=source.fold_train_bars, embargo=source.embargo)

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import importlib.util
 
-from environments.data.folds import Fold, FoldSizes, part_rows, walk_forward
+from environments.data.folds import Fold, FoldSizes, part_rows, source_fold_sizes, walk_forward
 from environments.data.market import MarketDataError
 from environments.data.panel import PanelData
 from environments.data.panel_csv import load_panel
@@ -89,18 +89,7 @@ class PanelSource:
     @property
     def fold_sizes(self) -> FoldSizes | None:
         """The walk-forward sizes, None for the single split (ValueError on bad values)."""
-        if self.folds == 0:
-            return None
-        if not (isinstance(self.folds, int) and self.folds > 0):
-            raise ValueError(f"folds={self.folds!r}: expected an integer >= 0 (0: one split)")
-        if not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
-            raise ValueError(f"fold={self.fold!r}: expected an integer in [0, {self.folds}) "
-                             f"(folds={self.folds}, 0 = the earliest)")
-        if not (isinstance(self.lookback, int) and self.lookback >= 0):
-            raise ValueError(f"lookback={self.lookback!r}: expected an integer >= 0")
-        return FoldSizes(self.folds, test_bars=self.fold_test_bars,
-                         validation_bars=self.fold_validation_bars,
-                         train_bars=self.fold_train_bars, embargo=self.embargo)
+        return source_fold_sizes(self)
 
     def whole_panel(self) -> PanelData:
         """The panel before it is split (its features computed on all of it)."""

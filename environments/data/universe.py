@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from environments.data.csv_loader import load_csv
-from environments.data.folds import Fold, FoldSizes, fold_parts, walk_forward
+from environments.data.folds import Fold, FoldSizes, fold_parts, source_fold_sizes, walk_forward
 from environments.data.market import MarketData
 from environments.data.synthetic import synthetic_market
 
@@ -110,18 +110,7 @@ class MarketSource:
     @property
     def fold_sizes(self) -> FoldSizes | None:
         """The walk-forward sizes, None for the single split (ValueError on bad values)."""
-        if self.folds == 0:
-            return None
-        if not (isinstance(self.folds, int) and self.folds > 0):
-            raise ValueError(f"folds={self.folds!r}: expected an integer >= 0 (0: one split)")
-        if not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
-            raise ValueError(f"fold={self.fold!r}: expected an integer in [0, {self.folds}) "
-                             f"(folds={self.folds}, 0 = the earliest)")
-        if not (isinstance(self.lookback, int) and self.lookback >= 0):
-            raise ValueError(f"lookback={self.lookback!r}: expected an integer >= 0")
-        return FoldSizes(self.folds, test_bars=self.fold_test_bars,
-                         validation_bars=self.fold_validation_bars,
-                         train_bars=self.fold_train_bars, embargo=self.embargo)
+        return source_fold_sizes(self)
 
     def whole_markets(self) -> tuple[MarketData, ...]:
         """The markets before they are split: one per file, or the one path a walk-forward
