@@ -142,7 +142,7 @@ def _envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, Any, f
     """(the run's env factory, a training env for the agent's spec, the training markets' step
     volatility, the rewards' rescaling 1% / that volatility, the test part's timestamps),
     loading the data and building every part's envs; UsageError naming the flags."""
-    from environments import EnvConfig, EnvFactory, MarketDataError, MarketSource
+    from environments import EnvFactory, MarketDataError, MarketSource
     from environments.data.panel_source import is_panel_source
 
     if is_panel_source(flags.data):
@@ -167,22 +167,13 @@ def _envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, Any, f
         raise UsageError(f"{data_flags}: {error}") from None
     volatility = return_volatility(splits.train)
     units = REFERENCE_VOLATILITY / volatility if volatility > 0 else 1.0  # rewards' rescaling
-    env_flags = " ".join(f"--{name}={getattr(flags, name)}" for name in (
-        "window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step",
-        "risk_aversion"))
     try:
-        envs = EnvFactory(market, EnvConfig(
-            window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
-            spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
-            episode_length=flags.episode_length,
-            risk_aversion=flags.risk_aversion * units if flags.risk_aversion >= 0
-            else flags.risk_aversion))  # a bad value is reported as given
+        envs = EnvFactory(market, _env_config(flags, positions, units))
         train_env = envs.train_vector(num_envs=1)
         for part in ("validation", "test"):
             envs.eval_setups(part)
     except (MarketDataError, ValueError) as error:
-        raise UsageError(f"{env_flags} --positions={','.join(flags.positions)} "
-                         f"--data={flags.data}: {error}") from None
+        raise UsageError(f"{_env_flags(flags)}: {error}") from None
     return envs, train_env, volatility, units, splits.test[0].timestamps
 
 
@@ -190,7 +181,7 @@ def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, 
     """_envs of a portfolio (--data=panel:<path> or synthetic:panel; docs/portfolios.md)."""
     import numpy as np
 
-    from environments import EnvConfig, MarketDataError
+    from environments import MarketDataError
     from environments.data.panel_source import PanelSource, panel_path
     from environments.envs.portfolio_factory import PanelFactory
 
@@ -198,6 +189,10 @@ def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, 
         raise UsageError(f"--data={flags.data}: a portfolio trains under --lp_launch_type=anakin "
                          f"(got --lp_launch_type={flags.lp_launch_type}); the program of nodes "
                          "trades single instruments")
+    if flags.agent != "apex_dqn":
+        raise UsageError(f"--data={flags.data} --agent={flags.agent}: a portfolio is traded by "
+                         "--agent=apex_dqn (one action branch per instrument); IMPALA's policy "
+                         "has one action for the whole panel")
     try:
         source = PanelSource(
             panel_path(flags.data), flags.train_fraction, flags.validation_fraction,
@@ -215,19 +210,34 @@ def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, 
     volatility = float(np.std(train.step_returns[train.can_hold]))
     units = REFERENCE_VOLATILITY / volatility if volatility > 0 else 1.0
     try:
-        envs = PanelFactory(source, EnvConfig(
-            window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
-            spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
-            episode_length=flags.episode_length,
-            risk_aversion=flags.risk_aversion * units if flags.risk_aversion >= 0
-            else flags.risk_aversion))
+        envs = PanelFactory(source, _env_config(flags, positions, units))
         train_env = envs.train_env()
         for part in ("validation", "test"):
             envs.eval_env(part)
     except (MarketDataError, ValueError) as error:
-        raise UsageError(f"--window={flags.window} --episode_length={flags.episode_length} "
-                         f"--positions={','.join(flags.positions)} --data={flags.data}: {error}") from None
+        raise UsageError(f"{_env_flags(flags)}: {error}") from None
     return envs, train_env, volatility, units, splits.test.timestamps
+
+
+def _env_config(flags: Any, positions: list[float], units: float) -> Any:
+    """The EnvConfig of the run's envs (single instruments and portfolios): kappa in the
+    rescaled rewards' units; a bad value is kept as given, for EnvConfig to report."""
+    from environments import EnvConfig
+
+    return EnvConfig(
+        window=flags.window, positions=tuple(positions), commission_bps=flags.commission_bps,
+        spread_bps=flags.spread_bps, borrow_bps_per_step=flags.borrow_bps_per_step,
+        episode_length=flags.episode_length,
+        risk_aversion=flags.risk_aversion * units if flags.risk_aversion >= 0
+        else flags.risk_aversion)
+
+
+def _env_flags(flags: Any) -> str:
+    """The flags an EnvConfig is built from, as a UsageError names them."""
+    names = ("window", "episode_length", "commission_bps", "spread_bps", "borrow_bps_per_step",
+             "risk_aversion")
+    return " ".join([*(f"--{name}={getattr(flags, name)}" for name in names),
+                     f"--positions={','.join(flags.positions)}", f"--data={flags.data}"])
 
 
 def return_volatility(markets: Any) -> float:

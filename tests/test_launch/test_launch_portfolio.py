@@ -1,5 +1,6 @@
 """End-to-end: a portfolio of a synthetic panel trained under --lp_launch_type=anakin (tiny), its
-selection and test next to 1/N; a portfolio under the program of nodes fails at once."""
+selection and test next to 1/N; a portfolio under the program of nodes, or with IMPALA, fails at
+once."""
 
 import math
 
@@ -35,9 +36,15 @@ def test_a_portfolio_trains_under_anakin_and_is_tested_next_to_one_over_n(tmp_pa
     assert all("evaluator/equal_weight_sharpe" in r for r in evaluations)
 
 
-def test_a_portfolio_under_the_program_of_nodes_fails_at_once(tmp_path):
-    result = run_apex("--lp_launch_type=local_mt", "--data=synthetic:panel",
-                      f"--workdir={tmp_path / 'run'}", timeout=120)
+@pytest.mark.parametrize("flags, message", [
+    (("--lp_launch_type=local_mt",),
+     "--data=synthetic:panel: a portfolio trains under --lp_launch_type=anakin"),
+    (("--lp_launch_type=anakin", "--agent=impala"),
+     "--data=synthetic:panel --agent=impala: a portfolio is traded by --agent=apex_dqn"),
+])
+def test_a_portfolio_outside_anakin_or_with_impala_fails_at_once(tmp_path, flags, message):
+    result = run_apex(*flags, "--data=synthetic:panel", f"--workdir={tmp_path / 'run'}",
+                      timeout=120)
     assert result.returncode == 2
-    assert "--data=synthetic:panel: a portfolio trains under --lp_launch_type=anakin" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "run").exists()
