@@ -25,15 +25,18 @@ from environments.evaluation.metrics import (buy_and_hold, evaluate_with_baselin
                                              run_episode, run_episodes, trading_metrics)
 
 ENV_ID = "TradingEnv-v0"
+PORTFOLIO_ENV_ID = "PortfolioEnv-v0"  # gym.make(PORTFOLIO_ENV_ID, panel=PanelData, config=...)
 
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="environments.envs.trading:TradingEnv",
                  vector_entry_point="environments.envs.vector:TradingVectorEnv")
+if PORTFOLIO_ENV_ID not in gym.registry:
+    gym.register(id=PORTFOLIO_ENV_ID, entry_point="environments.envs.portfolio_gym:PortfolioEnv")
 
 __all__ = [
     "ENV_ID", "EnvConfig", "EnvFactory", "FEATURE_NAMES", "Fold", "FoldSizes", "NUM_FEATURES",
-    "MarketData", "MarketDataError", "MarketSource", "MarketSplits", "PanelData", "PanelSource",
-    "PanelSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
+    "MarketData", "MarketDataError", "MarketSource", "MarketSplits", "PORTFOLIO_ENV_ID",
+    "PanelData", "PanelSource", "PanelSplits", "TradingEnv", "TradingVectorEnv", "buy_and_hold", "compute_features",
     "evaluate_with_baselines", "flat", "gbm_market", "infer_periods_per_year", "is_panel_source",
     "load_csv", "load_panel", "median_metrics", "ou_market", "path_seed", "plot_equity",
     "regime_market", "run_episode", "run_episodes", "synthetic_market", "trading_metrics",

@@ -181,7 +181,7 @@ def observation_ref(state: PortfolioState, params: PortfolioParams) -> Portfolio
 
 def evaluate_portfolio_policy(window: int, policy: Callable[[jax.Array], jax.Array],
                               params: PortfolioParams) -> PortfolioTrace:
-    """Walks the panel of `params` once, from bar window - 1 to its last, with
+    """Walks the panel of `params` once, from bar `window` (its first_step) to its last, with
     `policy(obs [N, window, F + 2]) -> actions int32 [N]` (traced); jit the caller."""
     num_steps = params.features.shape[0] - 1 - window  # last_step - first_step
     num = params.features.shape[1]

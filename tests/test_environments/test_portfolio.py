@@ -164,3 +164,22 @@ def test_baselines_walk_on_the_envs_accounting():
     xs = rules.xs_momentum(panel, lookback=5, fraction=0.25)
     past = rules.trailing_returns(panel, 5)
     assert (xs[10] == np.where(past[10] == past[10].max(), 1, np.where(past[10] == past[10].min(), -1, 0))).all()
+
+
+def test_gym_make_builds_the_registered_portfolio_env():
+    import gymnasium as gym
+
+    import environments
+
+    panel, _ = synthetic_panel(3, 64, seed=5)
+    config = EnvConfig(window=4, episode_length=16, **COSTS)
+    made = gym.make(environments.PORTFOLIO_ENV_ID, panel=panel, config=config, mode="eval")
+    direct = PortfolioEnv(panel, config, mode="eval")
+    assert isinstance(made.unwrapped, PortfolioEnv)
+    obs_made, _ = made.reset(seed=0)
+    obs_direct, _ = direct.reset(seed=0)
+    np.testing.assert_array_equal(obs_made, obs_direct)
+    for action in ([2, 0, 1], [0, 0, 2], [1, 2, 2]):
+        step_made, step_direct = made.step(np.array(action)), direct.step(np.array(action))
+        np.testing.assert_array_equal(step_made[0], step_direct[0])
+        assert step_made[1] == step_direct[1]
