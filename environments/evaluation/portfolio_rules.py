@@ -60,16 +60,21 @@ def walk_levels(panel: PanelData, levels: np.ndarray, config: EnvConfig,
 def walk_result(panel: PanelData, values: np.ndarray, weights: np.ndarray,
                 periods_per_year: float | None) -> dict:
     """run_episode's result of a walk of `panel` (values [L + 1], weights [L, N]) ending at its
-    last bar: the arrays, their timestamps, the metrics and the annualization."""
+    last bar: the arrays, their timestamps, the metrics, the annualization and the count of
+    forced closes (held positions closed because their instrument lost its next bar)."""
     if periods_per_year is None:
         periods_per_year, annualization = infer_periods_per_year(panel.timestamps)
     else:
         annualization = f"{periods_per_year:g} periods per year (given)"
     first = len(panel) - 1 - len(weights)
     metrics = portfolio_metrics(values, weights, periods_per_year)
+    # A forced close at step k: a weight held into bar first + k that cannot be held from it.
+    lost = ~panel.can_hold[first + 1:first + len(weights)]
+    forced_closes = int(np.sum((weights[:-1] != 0) & lost))
     return {"portfolio_values": values, "weights": weights, "positions": np.abs(weights).sum(axis=1),
             "timestamps": panel.timestamps[first:first + len(values)], "metrics": metrics,
-            "periods_per_year": periods_per_year, "annualization": annualization, **metrics}
+            "periods_per_year": periods_per_year, "annualization": annualization,
+            "forced_closes": forced_closes, **metrics}
 
 
 def equal_weight(panel: PanelData) -> np.ndarray:

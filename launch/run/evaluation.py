@@ -49,6 +49,8 @@ def evaluation_record(results: list[dict], references: dict[str, list[dict]]) ->
         record.update(equal_weight_sharpe=equal["sharpe"], equal_weight_return=equal["total_return"])
     if "exposure" in results[0]:  # a portfolio's mean gross exposure sum |w|
         record["exposure"] = float(np.median([r["exposure"] for r in results]))
+    if "forced_closes" in results[0]:  # a portfolio's positions closed by a missing next bar
+        record["forced_closes"] = int(sum(r["forced_closes"] for r in results))
     return record
 
 

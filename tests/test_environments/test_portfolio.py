@@ -51,6 +51,13 @@ def test_two_instruments_one_missing_bar_by_hand():
     change_4 = -(0.5 + 0.5) * 5e-4 - 0.5 * 1e-4  # A 1 -> 0.5, B 0 -> -0.5; returns 0
     assert info["portfolio_value"] == pytest.approx(value * (1 + change_3) * (1 + change_4))
 
+    # An evaluation walk counts the forced close too (long both: B closed once, at bar 2).
+    from environments.evaluation.portfolio_rules import walk_levels
+
+    walked = walk_levels(panel, np.ones(close.shape), EnvConfig(window=1, **COSTS), 252.0)
+    assert walked["forced_closes"] == 1
+    assert walk_levels(panel, np.zeros(close.shape), EnvConfig(window=1, **COSTS), 252.0)["forced_closes"] == 0
+
 
 def test_one_instrument_is_trading_env_step_by_step():
     rng = np.random.default_rng(3)

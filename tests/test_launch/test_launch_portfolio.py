@@ -31,6 +31,7 @@ def test_a_portfolio_trains_under_anakin_and_is_tested_next_to_one_over_n(tmp_pa
     for key in ("sharpe", "total_return", "buy_and_hold_sharpe", "equal_weight_sharpe", "exposure"):
         assert math.isfinite(test[key]), key
     assert 0.0 <= test["exposure"] <= 1.0  # sum |w| of levels in [-1, 1] over the holdable count
+    assert test["forced_closes"] == 0  # the synthetic panel has every bar
     evaluations = [r for r in read_metrics(workdir) if r["node"] == "evaluator"]
     assert {r["evaluator/learner_steps"] for r in evaluations} >= {10, 20}
     assert all("evaluator/equal_weight_sharpe" in r for r in evaluations)
