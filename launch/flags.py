@@ -29,6 +29,12 @@ flags.DEFINE_string("sweep", "", "--lp_launch_type=anakin: settings trained toge
                     "Settings: risk_aversion and the agent's per-member ones (apex_dqn: learning_rate, "
                     "discount, target_update_period, priority_exponent, epsilon_base, "
                     "epsilon_exponent; impala: learning_rate); one that changes array shapes is refused.")
+flags.DEFINE_integer("pbt_every", 0, "--sweep: population-based training every this many "
+                     "validation evaluations (0: off): the lowest --pbt_fraction of the members "
+                     "copy the state of members among the highest and perturb its settings "
+                     "(docs/sweep.md).")
+flags.DEFINE_float("pbt_fraction", 0.25, "--pbt_every: the fraction of the members replaced in "
+                   "each round (at least one), in (0, 0.5].")
 flags.DEFINE_integer("seed", 0, "Seed of the market, the learner and the actors.")
 flags.DEFINE_string("workdir", None, "Output folder (default: a new folder under ./runs/).")
 flags.DEFINE_bool("restore", False, "Continue from the workdir's last learner and replay checkpoints.")
@@ -125,8 +131,8 @@ flags.DEFINE_bool("flat_candidate", True, "Whether flat is a candidate of the se
 # (title, what the group is for, its flags), in --help's order.
 GROUPS = (
     ('Launch', 'how and where the run executes',
-     ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'sweep', 'seed',
-      'workdir', 'restore', 'compilation_cache')),
+     ('lp_launch_type', 'ray_address', 'num_actors', 'envs_per_actor', 'num_seeds', 'sweep', 'pbt_every',
+      'pbt_fraction', 'seed', 'workdir', 'restore', 'compilation_cache')),
     ('Agent', 'which agent and its settings',
      ('agent', 'agent_preset', 'agent_config')),
     ('Market data', 'where the markets come from and how they are split',

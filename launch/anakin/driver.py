@@ -22,7 +22,7 @@ from environments.envs.portfolio_factory import PanelFactory
 from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection, test_member
 from launch.anakin.portfolio_evaluation import PortfolioSplitEvaluator
 from launch.anakin.program import Program
-from launch.run import checkpoints, progress, summary, sweep
+from launch.run import checkpoints, pbt, progress, summary, sweep
 from launch.run.limits import CheckpointCadence, catch_signals
 from launch.run.recorder import LOG_EVERY_S, Recorder
 from launch.run.selection import next_evaluation
@@ -80,7 +80,12 @@ def run(setup: Setup) -> int:
                                     setup.report_test_curve, setup.flat_margin)
         validations = Validations(selection)
         try:
-            state = _train(setup, program, run, validations, recorder)
+            population = None
+            if setup.pbt_every:
+                population = pbt.Population(
+                    [setup.sweep.member(m)["settings"] for m in range(program.num_members)],
+                    setup.pbt_every, setup.pbt_fraction, setup.seed)
+            state = _train(setup, program, run, validations, recorder, population)
             if run.cadence.due_at_end(run.learner_steps):
                 checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
             # The final parameters compete on validation, then each seed's selection is tested once.
@@ -93,7 +98,7 @@ def run(setup: Setup) -> int:
                 chosen = sweep.choose(selection.best)
                 best, final = selection.best[chosen], selection.last_records[chosen]
                 swept = sweep.section(setup.sweep, selection.best, validations.curves, chosen,
-                                      setup.flat_margin is not None)
+                                      setup.flat_margin is not None, population)
                 log.info("sweep: member %d of %d chosen on validation (%s, seed %d)", chosen,
                          program.num_members, swept["chosen_settings"], setup.sweep.member(chosen)["seed"])
                 tests = test_member(selection, chosen)
@@ -121,9 +126,10 @@ def run(setup: Setup) -> int:
 
 
 def _train(setup: Setup, program: Program, run: Run, validations: Validations,
-           recorder: Recorder) -> Any:
+           recorder: Recorder, population: pbt.Population | None = None) -> Any:
     """The training loop, from the initial (or restored) state to the first limit or signal;
-    submits the evaluations, writes the learner checkpoints and records; returns the state."""
+    submits the evaluations, writes the learner checkpoints and records, runs the population's
+    rounds (--pbt_every); returns the state."""
     import jax
 
     state = program.init(program.keys, program.env.params)
@@ -141,6 +147,7 @@ def _train(setup: Setup, program: Program, run: Run, validations: Validations,
                        step=run.learner_steps)
 
     last_log = last_view = 0.0
+    evaluations = 0
     with progress.ProgressLine(setup.limits.max_seconds) as view:
         running_since = time.monotonic()
         while True:
@@ -149,9 +156,11 @@ def _train(setup: Setup, program: Program, run: Run, validations: Validations,
             run.learner_steps, run.env_steps = int(learner[0, 0]), int(envs.sum())
             if run.first_step_time is None and run.learner_steps > run.restored_step:
                 run.first_step_time = time.time()  # the first update is done
-            if run.learner_steps >= run.next_eval:  # on the validations' thread
+            evaluated = run.learner_steps >= run.next_eval
+            if evaluated:  # on the validations' thread
                 validations.submit(run.learner_steps, program.seed_params(state))
                 run.next_eval = next_evaluation(run.learner_steps, setup.eval_every)
+                evaluations += 1
             if run.cadence.due(run.learner_steps):
                 checkpoints.save(setup.learner_dir, run.learner_steps, jax.device_get(state))
                 run.cadence.saved(run.learner_steps)
@@ -168,10 +177,32 @@ def _train(setup: Setup, program: Program, run: Run, validations: Validations,
                                              now - running_since, run.received)
             if run.reason:
                 break
+            if evaluated and population is not None and population.due(evaluations):
+                state = _population_round(setup, program, validations, population, state,
+                                          run.learner_steps, recorder)
     run.run_s = time.monotonic() - running_since
     run.replay_items = _replay_items(step_metrics, jax)
     log.info("stopping: %s", run.reason)
     log_learner(step_metrics)
+    return state
+
+
+def _population_round(setup: Setup, program: Program, validations: Validations,
+                      population: pbt.Population, state: Any, step: int, recorder: Recorder) -> Any:
+    """Waits for the evaluation of `step`, then exploits and explores (launch/run/pbt.py):
+    the state with the replaced members' copies, the program with their new settings."""
+    validations.wait()
+    evaluated_step, sharpes = validations.curves[-1]
+    assert evaluated_step == step, (evaluated_step, step)
+    sources = population.round(step, sharpes)
+    state = program.exploit(state, sources, population.rounds)
+    program.set_member_values(setup.sweep.values_of(
+        population.settings, dict(program.agent.hyperparameters), setup.config))
+    copies = {m: int(source) for m, source in enumerate(sources) if source != m}
+    log.info("population round %d at learner step %d: member <- copied %s", population.rounds,
+             step, copies)
+    recorder.write("pbt", {"round": population.rounds, "learner_steps": step,
+                           "copies": len(copies), "pid": os.getpid()}, step=step)
     return state
 
 

@@ -75,8 +75,7 @@ class Program:
             self._cycle, self._values = per_seed(agent.train_step, donate=True), ()
         else:
             self._cycle = per_seed(member_step, donate=True, per_member=True)
-            self._values = (jax.tree.map(lambda x: np.broadcast_to(x, (len(self.devices),) + x.shape),
-                                         self.member_values),)  # [D, M] each
+            self._values = (jax_tree_broadcast(self.member_values, len(self.devices)),)  # [D, M] each
         counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
         self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
         # The policy parameters [D, S, ...] of every device (identical on every device); with one
@@ -85,6 +84,9 @@ class Program:
         self.policy_params = (jax.pmap(seed_params) if many else
                               jax.jit(lambda state: seed_params(jax.tree.map(lambda x: x[0], state))))
         self._many = many
+        # Population-based training's exploit (launch/run/pbt.py), per device.
+        self._take = (jax.pmap(take_members, in_axes=(0, None, None), donate_argnums=(0,)) if many
+                      else jax.jit(jax.vmap(take_members, in_axes=(0, None, None)), donate_argnums=(0,)))
         # Member m's seed: --seed + m % num_seeds (with a sweep each setting has the same seeds).
         seeds = setup.seed + np.arange(self.num_members) % setup.num_seeds
         keys = jax.vmap(jax.random.PRNGKey)(seeds)  # [M, 2]: the same parameters on every device
@@ -93,6 +95,16 @@ class Program:
     def train_step(self, state: Any, env_params: Any) -> tuple[Any, dict]:
         """One compiled cycle of every member ([devices, members] state, donated)."""
         return self._cycle(state, env_params, *self._values)
+
+    def exploit(self, state: Any, sources: np.ndarray, salt: int) -> Any:
+        """`state` ([devices, members], donated) with member m's state that of sources[m]."""
+        return self._take(state, np.asarray(sources, np.int32), np.uint32(salt))
+
+    def set_member_values(self, values: tuple[dict, dict]) -> None:
+        """The members' traced settings from the next cycle on ((agent, env) {name: [M]});
+        the same shapes, so nothing recompiles."""
+        self.member_values = values
+        self._values = (jax_tree_broadcast(values, len(self.devices)),)
 
     def compile(self, splits: list[SplitEvaluator]) -> None:
         """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
@@ -125,3 +137,25 @@ class Program:
 
         params = self.policy_params(state)
         return jax.device_get(jax.tree.map(lambda x: x[0], params) if self._many else params)
+
+
+def jax_tree_broadcast(values: tuple[dict, dict], num_devices: int) -> tuple[dict, dict]:
+    """The members' settings {name: [M]} as [devices, M] (every device the same)."""
+    return tuple({name: np.broadcast_to(np.asarray(value, np.float32), (num_devices,) + np.shape(value))
+                  for name, value in part.items()} for part in values)
+
+
+def take_members(state: Any, sources: Any, salt: Any) -> Any:
+    """One device's members' state [M, ...] with member m's state that of member sources[m];
+    the random key (a state's `rng` field) of a member that took another's is folded with
+    `salt`, so that the copy does not replay its source's draws."""
+    import jax
+    import jax.numpy as jnp
+
+    taken = jax.tree.map(lambda x: x[sources], state)
+    if not hasattr(taken, "rng"):
+        return taken
+    moved = sources != jnp.arange(sources.shape[0])
+    folded = jax.vmap(lambda key: jax.random.fold_in(key, salt))(taken.rng)
+    return taken._replace(rng=jnp.where(moved.reshape((-1,) + (1,) * (folded.ndim - 1)),
+                                        folded, taken.rng))

@@ -54,6 +54,8 @@ class Setup:
     flags_text: str  # every flag's value, as flags.txt keeps them
     return_volatility: float = REFERENCE_VOLATILITY  # std of the training markets' step returns
     sweep: Any = None  # launch.run.sweep.Sweep of --sweep (anakin); None: no sweep
+    pbt_every: int = 0  # population-based training every this many evaluations; 0: off
+    pbt_fraction: float = 0.25  # the members replaced in each round (launch/run/pbt.py)
 
     @property
     def learner_dir(self) -> str:
@@ -93,6 +95,14 @@ def make_setup(flags: Any) -> Setup:
     if flags.sweep and flags.lp_launch_type != "anakin":
         raise UsageError(f"--sweep={flags.sweep}: many settings in one program need "
                          f"--lp_launch_type=anakin (got --lp_launch_type={flags.lp_launch_type})")
+    if flags.pbt_every < 0 or (flags.pbt_every and not flags.sweep):
+        raise UsageError(f"--pbt_every={flags.pbt_every}: expected 0 (off) or, with --sweep, a "
+                         "number of validation evaluations >= 1 between rounds")
+    if not 0 < flags.pbt_fraction <= 0.5:
+        raise UsageError(f"--pbt_fraction={flags.pbt_fraction}: expected a number in (0, 0.5]")
+    if flags.pbt_every and flags.restore:
+        raise UsageError(f"--pbt_every={flags.pbt_every} --restore: a population's changed "
+                         "settings are not in its checkpoints; start a new run")
     if flags.num_seeds != 1 and flags.lp_launch_type != "anakin":
         raise UsageError(f"--num_seeds={flags.num_seeds}: several seeds in one program need "
                          f"--lp_launch_type=anakin (got --lp_launch_type={flags.lp_launch_type}); "
@@ -122,6 +132,9 @@ def make_setup(flags: Any) -> Setup:
     spec = builder.make_environment_spec(train_env)
     train_env.close()
     sweep = _check_sweep(flags, config, units)
+    if flags.pbt_every and sweep.num_members < 2:
+        raise UsageError(f"--pbt_every={flags.pbt_every} --sweep={flags.sweep} "
+                         f"--num_seeds={flags.num_seeds}: a population needs >= 2 members")
     _check_launch_packages(flags.lp_launch_type)  # the flags' own errors first
     return Setup(
         launch_type=flags.lp_launch_type, ray_address=flags.ray_address, agent=flags.agent,
@@ -135,6 +148,7 @@ def make_setup(flags: Any) -> Setup:
         restore=flags.restore, report_test_curve=flags.report_test_curve,
         flat_margin=flags.flat_margin if flags.flat_candidate else None,
         flags_text=flags.flags_into_string(), return_volatility=volatility, sweep=sweep,
+        pbt_every=flags.pbt_every, pbt_fraction=flags.pbt_fraction,
     )
 
 

@@ -63,33 +63,36 @@ class Sweep:
         """(agent, env): {name: float32 [members]} of the agent's per-member `defaults`
         (AnakinAgent.hyperparameters) and of the swept env settings. SweepError naming a swept
         config field the agent cannot take per member."""
+        return self.values_of([self.member(m)["settings"] for m in range(self.num_members)],
+                              defaults, config)
+
+    def values_of(self, settings: Sequence[dict[str, Any]], defaults: dict[str, float],
+                  config: Any) -> tuple[dict, dict]:
+        """member_values of the members' `settings` (one dict of the swept names' values each, as
+        given: population-based training changes them, launch/run/pbt.py)."""
         agent = {}
         for name in self.names:
             if name in ENV_SETTINGS:
                 continue
             if name in defaults:
-                agent[name] = [float(s[name]) for s in self.settings]
+                agent[name] = [float(s[name]) for s in settings]
             elif f"{name}_scale" in defaults:
                 base = float(getattr(config, name))
-                agent[f"{name}_scale"] = [float(s[name]) / base for s in self.settings]
+                agent[f"{name}_scale"] = [float(s[name]) / base for s in settings]
             else:
                 raise SweepError(f"--sweep={self.text}: {name} changes array shapes or is built into "
                                  "the compiled program, so it cannot differ between members of one "
                                  f"program; settings taken per member: {', '.join(takes(defaults))}; "
                                  f"run one program per {name}")
-        env = {ENV_SETTINGS[name]: [float(s[name]) * self.env_scale[name] for s in self.settings]
+        env = {ENV_SETTINGS[name]: [float(s[name]) * self.env_scale[name] for s in settings]
                for name in self.names if name in ENV_SETTINGS}
-        return ({name: _per_member(values, self.num_seeds) for name, values in agent.items()},
-                {name: _per_member(values, self.num_seeds) for name, values in env.items()})
+        return ({name: np.asarray(values, np.float32) for name, values in agent.items()},
+                {name: np.asarray(values, np.float32) for name, values in env.items()})
 
 
 def takes(defaults: dict[str, float]) -> list[str]:
     """The names --sweep accepts for an agent with these per-member `defaults`."""
     return sorted({name.removesuffix("_scale") for name in defaults} | set(ENV_SETTINGS))
-
-
-def _per_member(values: Sequence[float], num_seeds: int) -> np.ndarray:
-    return np.repeat(np.asarray(values, np.float32), num_seeds)  # [settings * seeds]
 
 
 def parse_grids(text: str) -> list[dict[str, list[str]]]:
@@ -170,11 +173,13 @@ def choose(best: Sequence[dict | None]) -> int:
 
 
 def section(sweep: Sweep, best: Sequence[dict | None], curves: Sequence[tuple[int, list[float]]],
-            chosen: int, flat_candidate: bool) -> dict[str, Any]:
+            chosen: int, flat_candidate: bool, population: Any = None) -> dict[str, Any]:
     """summary.json's `sweep`: every member's settings, validation curve and selection (no test
     figure), the chosen member, the trials (every member's validation evaluations, + flat
     where a candidate) and the variance (ddof=1) of their validation Sharpes (annualized, each
-    the median over the validation markets)."""
+    the median over the validation markets). With population-based training (`population`,
+    launch/run/pbt.Population): each member's settings history, the rounds' lineage, and as
+    chosen_settings those the chosen evaluation trained under."""
     from environments.evaluation.trials import SeedTrials, num_trials
 
     members = []
@@ -183,17 +188,25 @@ def section(sweep: Sweep, best: Sequence[dict | None], curves: Sequence[tuple[in
         members.append({**sweep.member(m), "validation_curve": curve,
                         "best_sharpe": None if member_best is None else member_best["sharpe"],
                         "learner_steps": None if member_best is None else member_best["learner_steps"]})
+        if population is not None:
+            members[-1]["settings_history"] = population.history[m]
     trials = [SeedTrials(m["best_sharpe"], [[sharpe] for _, sharpe in m["validation_curve"]]) for m in members]
     sharpes = [sharpe for m in members for _, sharpe in m["validation_curve"]]
-    return {
+    chosen_settings = dict(sweep.settings[chosen // sweep.num_seeds])
+    if population is not None and best[chosen] is not None:
+        chosen_settings = population.settings_at(chosen, best[chosen]["learner_steps"])
+    result = {
         "text": sweep.text,
         "names": list(sweep.names),
         "num_settings": len(sweep.settings),
         "num_members": sweep.num_members,
         "chosen_member": chosen,
-        "chosen_settings": dict(sweep.settings[chosen // sweep.num_seeds]),
+        "chosen_settings": chosen_settings,
         "selected_by": "highest best validation sharpe over all members",
         "num_trials": num_trials([trials], flat_candidate),
         "validation_sharpe_variance": float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else None,
         "members": members,
     }
+    if population is not None:
+        result["pbt"] = population.section()
+    return result

@@ -208,6 +208,7 @@ def test_restore_continues_learner_steps_and_replay_contents(mt_run):
     ("--fold=2", "--fold=2 needs --folds=K (K >= 1)"),
     ("--folds=-1", "--folds=-1: expected an integer >= 0"),
     ("--agent_config=torso=lstm", "torso='lstm': expected one of mlp, conv, transformer"),
+    ("--pbt_every=2", "--pbt_every=2: expected 0 (off) or, with --sweep, a number of validation"),
 ])
 def test_bad_flags_fail_fast_with_one_clear_line(flag, message, tmp_path):
     workdir = tmp_path / "run"
