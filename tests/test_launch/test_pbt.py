@@ -1,6 +1,6 @@
 """--pbt_every (launch/run/pbt.py): a round's exploit and explore by hand, its determinism, the
-settings history the chosen evaluation's settings come from, the exploit of the compiled
-state, and one tiny anakin run with rounds end to end."""
+settings history the chosen evaluation's settings come from, and the exploit of the compiled
+state (a tiny anakin run with rounds, end to end: tests/test_launch/test_sweep.py)."""
 
 import json
 import math
@@ -83,35 +83,3 @@ def test_the_exploit_copies_whole_member_states_and_refolds_the_copies_keys():
 def test_a_population_needs_two_members():
     with pytest.raises(ValueError, match=">= 2 members"):
         Population(SETTINGS[:1], every=1, fraction=0.25, seed=0)
-
-
-@pytest.mark.e2e
-def test_population_based_training_under_anakin_records_its_rounds(tmp_path):
-    from test_launch_anakin import TINY_ANAKIN
-    from test_launch_apex import read_metrics, read_summary, run_apex
-
-    workdir = str(tmp_path / "run")
-    result = run_apex(*TINY_ANAKIN, "--sweep=learning_rate=1e-4,1e-3", "--num_seeds=2",
-                      "--pbt_every=1", "--pbt_fraction=0.25", "--max_learner_steps=30",
-                      f"--workdir={workdir}", timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    swept = read_summary(workdir)["sweep"]
-    pbt = swept["pbt"]
-    # Evaluations at 10, 20, 30: rounds after the first two (none once the run stops).
-    assert pbt["rounds"] == 2 and pbt["replaced_per_round"] == 1 and len(pbt["lineage"]) == 2
-    assert [copy["learner_steps"] for copy in pbt["lineage"]] == [10, 20]
-    curves = {m["member"]: dict(m["validation_curve"]) for m in swept["members"]}
-    for copy in pbt["lineage"]:
-        step, member, source = copy["learner_steps"], copy["member"], copy["copied"]
-        assert copy["sharpe"] == curves[member][step] and copy["source_sharpe"] == curves[source][step]
-        assert curves[source][step] == max(sharpes[step] for sharpes in curves.values())
-        assert 1e-4 <= copy["settings"]["learning_rate"] <= 1e-3
-    for member in swept["members"]:  # its initial settings, then one entry per copy it took
-        copies = [c for c in pbt["lineage"] if c["member"] == member["member"]]
-        assert member["settings_history"] == [[0, member["settings"]]] + [
-            [c["learner_steps"], c["settings"]] for c in copies]
-    chosen = swept["members"][swept["chosen_member"]]
-    chosen_step = chosen["learner_steps"]
-    in_force = [s for since, s in chosen["settings_history"] if since < chosen_step]
-    assert swept["chosen_settings"] == (in_force[-1] if in_force else chosen["settings_history"][0][1])
-    assert [r["pbt/round"] for r in read_metrics(workdir) if r["node"] == "pbt"] == [1, 2]

@@ -1,6 +1,7 @@
 """--sweep (launch/run/sweep.py): the parser's grids, lists and one-line errors, the members'
 traced settings (the agent's hyperparameters: a different learning rate diverges, the same one
-does not), the choice and trial count, and one tiny anakin run of a sweep end to end."""
+does not), the choice and trial count, and one tiny anakin run of a sweep end to end (with
+population-based training's rounds)."""
 
 import dataclasses
 import json
@@ -124,12 +125,14 @@ def test_the_chosen_member_and_the_trials_it_was_chosen_among():
 
 @pytest.mark.e2e
 def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_path):
+    """With population-based training (--pbt_every=1, launch/run/pbt.py): one run covers both."""
     from test_launch_anakin import TINY_ANAKIN
     from test_launch_apex import SUMMARY_KEYS, read_metrics, read_summary, run_apex
 
     workdir = str(tmp_path / "run")
-    result = run_apex(*TINY_ANAKIN, "--sweep=learning_rate=1e-4,1e-3;risk_aversion=0,24",
-                      "--max_learner_steps=20", f"--workdir={workdir}", timeout=180)
+    text = "learning_rate=1e-4,1e-3;risk_aversion=0,24"
+    result = run_apex(*TINY_ANAKIN, f"--sweep={text}", "--pbt_every=1", "--max_learner_steps=30",
+                      f"--workdir={workdir}", timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert set(summary) == SUMMARY_KEYS | {"sweep"}  # no per-seed test figures: "seeds" is absent
@@ -138,15 +141,35 @@ def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_
     chosen = swept["members"][swept["chosen_member"]]
     assert chosen["best_sharpe"] == max(m["best_sharpe"] for m in swept["members"])
     assert summary["validation"]["best_sharpe"] == chosen["best_sharpe"]
-    assert swept["chosen_settings"] == chosen["settings"]
     assert [m["settings"] for m in swept["members"]] == [
         {"learning_rate": lr, "risk_aversion": kappa} for lr in (1e-4, 1e-3) for kappa in (0.0, 24.0)]
-    assert all([step for step, _ in m["validation_curve"]] == [10, 20] for m in swept["members"])
-    assert swept["num_trials"] == 4 * 2 + 1 and swept["validation_sharpe_variance"] > 0
+    assert all([step for step, _ in m["validation_curve"]] == [10, 20, 30] for m in swept["members"])
+    assert swept["num_trials"] == 4 * 3 + 1 and swept["validation_sharpe_variance"] > 0
     assert summary["test"]["num_markets"] == 8 and math.isfinite(summary["test"]["sharpe"])
     assert "sharpe_by_seed" not in summary["test"]  # one member tested
     assert [r["node"] for r in read_metrics(workdir)].count("test") == 1
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints", "best"))) == [f"seed_{m}" for m in range(4)]
     with open(os.path.join(workdir, "flags.txt")) as file:
-        assert "--sweep=learning_rate=1e-4,1e-3;risk_aversion=0,24" in file.read()
+        assert f"--sweep={text}" in file.read()
     json.dumps(summary)  # plain JSON
+
+    # Population-based training: rounds after the evaluations of 10 and 20 (none once the run
+    # stops), each replacing the lowest member by a perturbed copy of the highest.
+    pbt = swept["pbt"]
+    assert pbt["rounds"] == 2 and pbt["replaced_per_round"] == 1
+    assert [copy["learner_steps"] for copy in pbt["lineage"]] == [10, 20]
+    curves = {m["member"]: dict(m["validation_curve"]) for m in swept["members"]}
+    for copy in pbt["lineage"]:
+        step, member, source = copy["learner_steps"], copy["member"], copy["copied"]
+        assert copy["sharpe"] == curves[member][step] and copy["source_sharpe"] == curves[source][step]
+        assert curves[source][step] == max(sharpes[step] for sharpes in curves.values())
+        assert curves[member][step] == min(sharpes[step] for sharpes in curves.values())
+        assert 1e-4 <= copy["settings"]["learning_rate"] <= 1e-3
+        assert 0 <= copy["settings"]["risk_aversion"] <= 24
+    for member in swept["members"]:  # its initial settings, then one entry per copy it took
+        copies = [c for c in pbt["lineage"] if c["member"] == member["member"]]
+        assert member["settings_history"] == [[0, member["settings"]]] + [
+            [c["learner_steps"], c["settings"]] for c in copies]
+    in_force = [s for since, s in chosen["settings_history"] if since < chosen["learner_steps"]]
+    assert swept["chosen_settings"] == in_force[-1]
+    assert [r["pbt/round"] for r in read_metrics(workdir) if r["node"] == "pbt"] == [1, 2]
