@@ -239,6 +239,55 @@ def greedy_policy(run: Run, env) -> Callable:
     return lambda obs: int(np.asarray(policy(params, obs[None]))[0])
 
 
+@dataclasses.dataclass
+class SeedRun:
+    """One seed's training of one fold: its run, where its selection is kept, its trials (best
+    validation Sharpe, every validation evaluation's Sharpe per market) and its test record
+    (whose "policy" says whether the run selected the agent or flat)."""
+
+    run: Run
+    best_dir: pathlib.Path
+    trials: Any  # environments.evaluation.trials.SeedTrials
+    test: dict
+
+    @classmethod
+    def of(cls, run: Run, index: int, num_seeds: int) -> "SeedRun":
+        from environments.evaluation.trials import SeedTrials
+
+        best = run.workdir / "checkpoints" / "best"
+        records = [{key.removeprefix("evaluator/"): value for key, value in record.items()}
+                   for record in run.node_records("evaluator")]
+        if num_seeds == 1:
+            return cls(run, best, SeedTrials(run.summary["validation"].get("best_sharpe"),
+                                             [r["sharpe_by_market"] for r in records]),
+                       run.summary["test"])
+        # an anakin run of several seeds (launch/anakin/driver.py): best/seed_<k>, *_by_seed
+        by_market = []
+        for record in (r for r in records if "sharpe_by_seed" in r):
+            if "sharpe_by_market_by_seed" in record:
+                by_market.append(record["sharpe_by_market_by_seed"][index])
+            else:  # a log without each seed's markets: exact for one market only
+                by_market.append([record["sharpe_by_seed"][index]] * record["num_markets"])
+                if record["num_markets"] > 1:
+                    print(f"warning: {run.workdir}: no per-seed Sharpe per market; V uses the "
+                          "seed's median over markets, which understates it")
+        seed = run.summary["seeds"][index]
+        return cls(run, best / f"seed_{index}",
+                   SeedTrials(seed["validation"].get("best_sharpe"), by_market), seed["test"])
+
+    @property
+    def selected_flat(self) -> bool:
+        return self.test.get("policy", "agent") == "flat"
+
+    @property
+    def flat_candidate(self) -> bool:
+        return self.test.get("flat_threshold") is not None
+
+    def policy(self, env):
+        """policy(obs) -> action of this seed's selected parameters (greedy_policy)."""
+        return greedy_policy(dataclasses.replace(self.run, best_dir=self.best_dir), env)
+
+
 def random_policy(num_actions: int, seed: int) -> Callable:
     """Uniformly random actions (seeded)."""
     rng = np.random.default_rng(seed)

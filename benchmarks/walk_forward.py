@@ -27,7 +27,6 @@ chosen on training (momentum, crossover) count their grid.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app, flags
 
 from benchmarks import runs
-from environments.evaluation.trials import SeedTrials, agent_trials, rule_trials, select_seeds
+from environments.evaluation.trials import agent_trials, rule_trials, select_seeds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("agents", ["apex_dqn"], "Agents to run (names in agents/registry.py).")
@@ -81,7 +80,7 @@ def prepare_data(out: pathlib.Path) -> str:
 
 
 def run_fold(out: pathlib.Path, data: str, agent: str, fold: int, seeds: list[int],
-             embargo: int) -> list[SeedRun]:
+             embargo: int) -> list[runs.SeedRun]:
     """Trains fold `fold` on every seed: one apex.py run per seed, or one anakin run of all
     seeds (--num_seeds); returns each seed's selection."""
     apex_flags = [f"--agent={agent}", f"--data={data}", f"--folds={FLAGS.folds}", f"--fold={fold}",
@@ -95,57 +94,10 @@ def run_fold(out: pathlib.Path, data: str, agent: str, fold: int, seeds: list[in
     if FLAGS.launch_type == "anakin":
         run = runs.run_apex(out / agent / f"fold{fold}", [
             *apex_flags, f"--seed={seeds[0]}", f"--num_seeds={len(seeds)}"], timeout_s)
-        return [SeedRun.of(run, s, len(seeds)) for s in range(len(seeds))]
-    return [SeedRun.of(runs.run_apex(out / agent / f"fold{fold}_seed{seed}",
+        return [runs.SeedRun.of(run, s, len(seeds)) for s in range(len(seeds))]
+    return [runs.SeedRun.of(runs.run_apex(out / agent / f"fold{fold}_seed{seed}",
                                      [*apex_flags, f"--seed={seed}"], timeout_s), 0, 1)
             for seed in seeds]
-
-
-@dataclasses.dataclass
-class SeedRun:
-    """One seed's training of one fold: its run, where its selection is kept, its trials (best
-    validation Sharpe, every validation evaluation's Sharpe per market) and its test record
-    (whose "policy" says whether the run selected the agent or flat)."""
-
-    run: runs.Run
-    best_dir: pathlib.Path
-    trials: SeedTrials
-    test: dict
-
-    @classmethod
-    def of(cls, run: runs.Run, index: int, num_seeds: int) -> "SeedRun":
-        best = run.workdir / "checkpoints" / "best"
-        records = [{key.removeprefix("evaluator/"): value for key, value in record.items()}
-                   for record in run.node_records("evaluator")]
-        if num_seeds == 1:
-            return cls(run, best, SeedTrials(run.summary["validation"].get("best_sharpe"),
-                                             [r["sharpe_by_market"] for r in records]),
-                       run.summary["test"])
-        # an anakin run of several seeds (launch/anakin/driver.py): best/seed_<k>, *_by_seed
-        by_market = []
-        for record in (r for r in records if "sharpe_by_seed" in r):
-            if "sharpe_by_market_by_seed" in record:
-                by_market.append(record["sharpe_by_market_by_seed"][index])
-            else:  # a log without each seed's markets: exact for one market only
-                by_market.append([record["sharpe_by_seed"][index]] * record["num_markets"])
-                if record["num_markets"] > 1:
-                    print(f"warning: {run.workdir}: no per-seed Sharpe per market; V uses the "
-                          "seed's median over markets, which understates it")
-        seed = run.summary["seeds"][index]
-        return cls(run, best / f"seed_{index}",
-                   SeedTrials(seed["validation"].get("best_sharpe"), by_market), seed["test"])
-
-    @property
-    def selected_flat(self) -> bool:
-        return self.test.get("policy", "agent") == "flat"
-
-    @property
-    def flat_candidate(self) -> bool:
-        return self.test.get("flat_threshold") is not None
-
-    def policy(self, env):
-        """policy(obs) -> action of this seed's selected parameters (runs.greedy_policy)."""
-        return runs.greedy_policy(dataclasses.replace(self.run, best_dir=self.best_dir), env)
 
 
 class FoldMarkets:
@@ -167,7 +119,7 @@ class FoldMarkets:
         return [pathlib.Path(market.source).stem for market in self.whole]
 
 
-def test_episodes(seed_run: SeedRun, markets: FoldMarkets) -> list[dict]:
+def test_episodes(seed_run: runs.SeedRun, markets: FoldMarkets) -> list[dict]:
     """What the seed's run selected, run once on each test market of the fold: its kept
     parameters, or flat where the run selected flat."""
     from environments import flat, run_episode
@@ -181,7 +133,7 @@ def test_episodes(seed_run: SeedRun, markets: FoldMarkets) -> list[dict]:
     return results
 
 
-def selection_lines(agent: str, per_fold: list[list[SeedRun]], seeds: list[int],
+def selection_lines(agent: str, per_fold: list[list[runs.SeedRun]], seeds: list[int],
                     chosen: list[int]) -> list[str]:
     """One line per fold: the seed selected on validation and what it tested (agent or flat)."""
     lines = []
@@ -214,7 +166,7 @@ def main(argv):
     embargo = runs.fold_embargo(FLAGS.agents, FLAGS.embargo, FLAGS.folds, FLAGS.apex_flags)
     start = time.monotonic()
     fold_runs = {agent: [run_fold(out, data, agent, k, seeds, embargo) for k in range(FLAGS.folds)]
-                 for agent in FLAGS.agents}  # [K][S] SeedRun per agent
+                 for agent in FLAGS.agents}  # [K][S] runs.SeedRun per agent
     train_seconds = time.monotonic() - start
     runs.check_one_geometry({agent: [[r.run for r in seed_runs] for seed_runs in per_fold]
                              for agent, per_fold in fold_runs.items()})
