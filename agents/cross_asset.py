@@ -52,3 +52,24 @@ class BranchingDuelingNetwork(nn.Module):
             nn.relu(nn.Dense(self.head_size, name="advantage_hidden")(x)))  # [B, N, A]
         return value + advantages - advantages.mean(axis=-1, keepdims=True)
 
+
+class BranchingPolicyValueNetwork(nn.Module):
+    """(logits [B, N, A], value [B]) for IMPALA on a portfolio: a policy that is a product of
+    per-instrument categoricals (each instrument's logits from its cross-asset encoding, the
+    head's weights shared), and one value of the whole portfolio from the mean of the holdable
+    instruments' encodings (all of them where none is holdable)."""
+
+    num_actions: int
+    head_size: int
+    encoder: CrossAssetEncoder
+
+    @nn.compact
+    def __call__(self, observation: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        x = self.encoder(observation)  # [B, N, H]
+        logits = nn.Dense(self.num_actions, name="policy")(
+            nn.relu(nn.Dense(self.head_size, name="policy_hidden")(x)))  # [B, N, A]
+        holdable = (observation[:, :, -1, -1] > 0.5).astype(x.dtype)  # [B, N]
+        weights = jnp.where(holdable.sum(axis=1, keepdims=True) > 0, holdable, 1.0)
+        pooled = (x * weights[..., None]).sum(axis=1) / weights.sum(axis=1, keepdims=True)  # [B, H]
+        value = nn.Dense(1, name="value")(nn.relu(nn.Dense(self.head_size, name="value_hidden")(pooled)))
+        return logits, value[:, 0]

@@ -21,8 +21,26 @@ def sample_actions(
 
 
 def sample_from_logits(logits: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Actions int32 [B] drawn from softmax(logits [B, A]) and their log-probabilities [B]."""
-    actions = jax.random.categorical(key, logits).astype(jnp.int32)  # [B]
-    log_probs = jax.nn.log_softmax(logits)  # [B, A]
-    log_prob = jnp.take_along_axis(log_probs, actions[:, None], axis=-1)[:, 0]  # [B]
-    return actions, log_prob
+    """Actions int32 [B] drawn from softmax(logits [B, A]) and their log-probabilities [B]. With
+    action branches (logits [B, D, A], a portfolio's instruments) each branch draws its own
+    action: actions [B, D], and the log-probability of the joint action is the sum over the
+    branches' (a product of categoricals)."""
+    actions = jax.random.categorical(key, logits).astype(jnp.int32)  # [B, (D)]
+    return actions, log_prob_of(logits, actions, batch_dims=1)
+
+
+def log_prob_of(logits: jax.Array, actions: jax.Array, batch_dims: int) -> jax.Array:
+    """log pi(actions) of softmax(logits [*batch, (D,) A]) at actions [*batch, (D)], of shape
+    [*batch] (the first `batch_dims` axes): an action branch's log-probabilities are summed, the
+    joint action's under a product of categoricals."""
+    log_probs = jax.nn.log_softmax(logits)
+    taken = jnp.take_along_axis(log_probs, actions[..., None], axis=-1)[..., 0]  # [*batch, (D)]
+    return taken.sum(axis=tuple(range(batch_dims, taken.ndim)))
+
+
+def entropy_of(logits: jax.Array, batch_dims: int) -> jax.Array:
+    """The entropy [*batch] of softmax(logits [*batch, (D,) A]), summed over action branches
+    (the branches are independent)."""
+    log_probs = jax.nn.log_softmax(logits)
+    entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)  # [*batch, (D)]
+    return entropy.sum(axis=tuple(range(batch_dims, entropy.ndim)))

@@ -60,7 +60,8 @@ def rollout(apply: Callable, env: core.FunctionalEnv, env_params: Any, params: A
 
     (env_states, observations, _), (rows, rewards, dones) = jax.lax.scan(
         step, (env_states, observations, logits), jax.random.split(key, sequence_length - 1))
-    last = {"observation": observations[None], "action": jnp.zeros((1, num_envs), jnp.int32),
+    action_shape = logits.shape[1:-1]  # (D,) with action branches (a portfolio), else ()
+    last = {"observation": observations[None], "action": jnp.zeros((1, num_envs, *action_shape), jnp.int32),
             "reward": jnp.zeros((1, num_envs), jnp.float32), "discount": jnp.zeros((1, num_envs), jnp.float32),
             "behaviour_log_prob": jnp.zeros((1, num_envs), jnp.float32), "valid": jnp.zeros((1, num_envs), bool)}
     data = jax.tree.map(lambda x, y: jnp.swapaxes(jnp.concatenate([x, y]), 0, 1), rows, last)  # [B, T, ...]

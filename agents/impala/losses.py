@@ -14,7 +14,9 @@ with v_{T-1} = V(x_{T-1}). The loss of the T - 1 learned rows is
     + baseline_cost * 1/2 (v_s - V(x_s))^2                                      (baseline)
     - entropy_cost * H(pi(.|x_s))                                               (entropy bonus)
 
-averaged over rows, where gamma_s = discount * discount_s (0 after a termination). A row that
+averaged over rows, where gamma_s = discount * discount_s (0 after a termination). On a
+portfolio (logits [.., D, A], one action per instrument) pi is a product of per-instrument
+categoricals: log pi(a_s|x_s) and H sum over the instruments. A row that
 only holds an episode's final observation (valid False) gets rho = 0: no loss, and the trace
 stops there while its V(x) still bootstraps the row before it.
 
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from agents import sgd
+from agents.impala.acting import entropy_of, log_prob_of
 
 
 class LearnerState(NamedTuple):
@@ -101,11 +104,10 @@ def make_impala_loss(
         observation = data["observation"]  # [B, T, ...]
         batch_size, length = observation.shape[:2]
         logits, values = apply(params, observation.reshape(batch_size * length, *observation.shape[2:]))
-        logits = logits.reshape(batch_size, length, -1)[:, :-1]  # [B, T - 1, A]
+        logits = logits.reshape(batch_size, length, *logits.shape[1:])[:, :-1]  # [B, T - 1, (D,) A]
         values = values.reshape(batch_size, length)  # [B, T]
-        log_pi = jax.nn.log_softmax(logits)  # [B, T - 1, A]
-        actions = data["action"][:, :-1]  # [B, T - 1]
-        log_pi_taken = jnp.take_along_axis(log_pi, actions[..., None], axis=-1)[..., 0]  # [B, T - 1]
+        actions = data["action"][:, :-1]  # [B, T - 1, (D)]
+        log_pi_taken = log_prob_of(logits, actions, batch_dims=2)  # [B, T - 1]
         valid = data["valid"][:, :-1]  # [B, T - 1]
         rhos = jnp.where(valid, jnp.exp(log_pi_taken - data["behaviour_log_prob"][:, :-1]), 0.0)
         vtrace = targets(values, data["reward"][:, :-1], discount * data["discount"][:, :-1],
@@ -113,7 +115,7 @@ def make_impala_loss(
         mask = valid.astype(jnp.float32)
         policy_gradient_loss = -jnp.mean(mask * jax.lax.stop_gradient(vtrace.pg_advantage) * log_pi_taken)
         baseline_loss = jnp.mean(mask * 0.5 * jnp.square(vtrace.errors))
-        entropy = -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1)  # [B, T - 1]
+        entropy = entropy_of(logits, batch_dims=2)  # [B, T - 1]
         entropy_loss = -jnp.mean(mask * entropy)
         value = policy_gradient_loss + baseline_cost * baseline_loss + entropy_cost * entropy_loss
         metrics = {

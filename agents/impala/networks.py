@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.building import network_init
+from agents.cross_asset import BranchingPolicyValueNetwork, CrossAssetEncoder
 from agents.specs import EnvironmentSpec
 from agents.torsos import MLPTorso, first_head_layer
 
@@ -37,7 +38,8 @@ class PolicyValueNetwork(nn.Module):
 
 
 class Networks(NamedTuple):
-    """init(rng) -> params; apply(params, obs [B, ...]) -> (logits [B, A], value [B])."""
+    """init(rng) -> params; apply(params, obs [B, ...]) -> (logits [B, A], value [B]) (a
+    portfolio's logits: [B, num_branches, A], a product of per-instrument categoricals)."""
 
     init: Callable[[jax.Array], Any]
     apply: Callable[[Any, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
@@ -48,5 +50,9 @@ def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.
     if not hidden_sizes:
         raise ValueError("hidden_sizes must name at least one layer size, got ()")
     torso = MLPTorso(hidden_sizes=tuple(hidden_sizes[:-1])) if torso is None else torso
-    module = PolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
+    if spec.num_branches is not None:  # a portfolio: logits [B, N, A], one branch per instrument
+        module = BranchingPolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1],
+                                             encoder=CrossAssetEncoder(torso))
+    else:
+        module = PolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
     return Networks(init=network_init(module, spec), apply=module.apply)

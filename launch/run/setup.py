@@ -203,10 +203,6 @@ def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, 
         raise UsageError(f"--data={flags.data}: a portfolio trains under --lp_launch_type=anakin "
                          f"(got --lp_launch_type={flags.lp_launch_type}); the program of nodes "
                          "trades single instruments")
-    if flags.agent != "apex_dqn":
-        raise UsageError(f"--data={flags.data} --agent={flags.agent}: a portfolio is traded by "
-                         "--agent=apex_dqn (one action branch per instrument); IMPALA's policy "
-                         "has one action for the whole panel")
     try:
         source = PanelSource(
             panel_path(flags.data), flags.train_fraction, flags.validation_fraction,
