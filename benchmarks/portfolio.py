@@ -1,5 +1,6 @@
 """Does the agent learn a portfolio? Ape-X DQN (one action branch per instrument, the
-cross-asset torso) trained under anakin on the synthetic panel (environments/data/
+cross-asset torso; or with --agent=impala, IMPALA's product of per-instrument categoricals on the
+same torso) trained under anakin on the synthetic panel (environments/data/
 synthetic_panel.py: a market factor plus per-instrument mean reversion, with an oracle), one
 `launch/apex.py` run per market seed with a fixed learner-step budget, then its test part next
 to the baselines on the same bars and costs (environments/evaluation/portfolio_rules.py): the
@@ -10,6 +11,7 @@ pass/fail lines.
 
     python benchmarks/portfolio.py                           # seeds 1000-1004, 10 instruments
     python benchmarks/portfolio.py --max_learner_steps=4000 --apex_flags=--window=4
+    python benchmarks/portfolio.py --agent=impala
 
 This is a report step (docs/results.md, "Protocol"): market seeds >= 1000, each run's selected
 parameters (or flat, where the run selected flat) tested once at its end; nothing it prints may
@@ -35,6 +37,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command line's flags (defined when run, so that importing `baselines`, as the tests
     do, defines none beside other benchmarks' flags)."""
+    flags.DEFINE_string("agent", "apex_dqn", "apex.py's --agent: apex_dqn (action branches) or "
+                        "impala (a product of per-instrument categoricals).")
     flags.DEFINE_list("seeds", ["1000", "1001", "1002", "1003", "1004"], "Market seeds, one panel "
                       "draw and one apex.py run each (>= 1000 for reported figures).")
     flags.DEFINE_integer("instruments", 10, "Instruments of the synthetic panel (apex.py's "
@@ -116,7 +120,7 @@ def baselines(summary: dict, seed: int, oracle_band: float = 0.5, momentum_lookb
 def train(out: pathlib.Path, seeds: list[int]) -> tuple[dict[int, runs.Run], dict[int, float]]:
     """One apex.py run per market seed (an anakin --num_seeds program would train all its seeds
     on its first seed's panel) and each run's wall time, compilation included."""
-    common = ["--lp_launch_type=anakin", "--data=synthetic:panel",
+    common = ["--lp_launch_type=anakin", "--data=synthetic:panel", f"--agent={FLAGS.agent}",
               f"--synthetic_instruments={FLAGS.instruments}", f"--synthetic_steps={FLAGS.steps}",
               f"--max_learner_steps={FLAGS.max_learner_steps}", "--max_seconds=0", *FLAGS.apex_flags]
     seed_runs, seconds = {}, {}
@@ -167,7 +171,7 @@ def main(argv) -> None:
                            test.get("exposure"), validation["best_sharpe"], validation["learner_steps"],
                            *(rows[seed][name]["sharpe"] for name in BASELINES), seconds[seed]])
     heading = (f"Test part of synthetic:panel ({FLAGS.instruments} instruments x {FLAGS.steps} "
-               f"bars, one draw per market seed, the last 20% of bars), Ape-X DQN under anakin, "
+               f"bars, one draw per market seed, the last 20% of bars), {FLAGS.agent} under anakin, "
                f"{FLAGS.max_learner_steps} learner steps per seed, apex.py defaults"
                f"{' + ' + ' '.join(FLAGS.apex_flags) if FLAGS.apex_flags else ''}; tested: the "
                "parameters selected on validation, or flat. Test Sharpe of the agent and of each "
