@@ -75,7 +75,7 @@ class Program:
             self._cycle, self._values = per_seed(agent.train_step, donate=True), ()
         else:
             self._cycle = per_seed(member_step, donate=True, per_member=True)
-            self._values = (jax_tree_broadcast(self.member_values, len(self.devices)),)  # [D, M] each
+            self._values = (member_values_on_devices(self.member_values, len(self.devices)),)  # [D, M] each
         counters = jax.vmap(lambda state: (agent.learner_steps(state), agent.env_steps(state)))
         self.counters = jax.pmap(counters) if many else jax.jit(jax.vmap(counters))  # [D, S]
         # The policy parameters [D, S, ...] of every device (identical on every device); with one
@@ -104,7 +104,7 @@ class Program:
         """The members' traced settings from the next cycle on ((agent, env) {name: [M]});
         the same shapes, so nothing recompiles."""
         self.member_values = values
-        self._values = (jax_tree_broadcast(values, len(self.devices)),)
+        self._values = (member_values_on_devices(values, len(self.devices)),)
 
     def compile(self, splits: list[SplitEvaluator]) -> None:
         """Compiles the cycle, the initialisation, the counters and the walks of `splits` before
@@ -139,7 +139,7 @@ class Program:
         return jax.device_get(jax.tree.map(lambda x: x[0], params) if self._many else params)
 
 
-def jax_tree_broadcast(values: tuple[dict, dict], num_devices: int) -> tuple[dict, dict]:
+def member_values_on_devices(values: tuple[dict, dict], num_devices: int) -> tuple[dict, dict]:
     """The members' settings {name: [M]} as [devices, M] (every device the same)."""
     return tuple({name: np.broadcast_to(np.asarray(value, np.float32), (num_devices,) + np.shape(value))
                   for name, value in part.items()} for part in values)
