@@ -110,6 +110,7 @@ def run(setup: Setup) -> int:
         swept = None
     else:
         validation, test, seeds = summary.validation_metrics(best, final), summary.test_metrics(tests[0]), None
+        test.update(sweep.deflated_test(tests[0], swept))  # the chosen member's, its trials counted
     return summary.finish(setup, summary.build(
         setup, launch_type="anakin", stop_reason=run.reason,
         counts=summary.Counts(env_steps=run.env_steps, learner_steps=run.learner_steps,

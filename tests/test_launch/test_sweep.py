@@ -123,6 +123,28 @@ def test_the_chosen_member_and_the_trials_it_was_chosen_among():
     assert not any("test" in key for member in section["members"] for key in member)
 
 
+def test_the_tested_members_deflated_sharpe_counts_the_sweeps_trials():
+    from environments.evaluation.significance import significance
+
+    rng = np.random.default_rng(0)
+    values = [np.cumprod(np.r_[1.0, 1 + 0.002 + 0.01 * rng.standard_normal(500)]) for _ in range(3)]
+    test = {"periods_per_year": 252.0, "_results": [{"portfolio_values": v} for v in values]}
+
+    def swept(num_trials, curve_sharpes):
+        return {"num_trials": num_trials,
+                "members": [{"validation_curve": [[10 * (i + 1), s] for i, s in enumerate(curve_sharpes)]}]}
+
+    one = sweep.deflated_test(test, swept(1, [1.0, 1.0]))  # V = 0, N = 1: the PSR against 0
+    returns = values[1][1:] / values[1][:-1] - 1
+    assert one["deflated_sharpe_by_market"][1] == pytest.approx(significance(returns)["psr_vs_zero"])
+    assert one["trials_sharpe_variance"] == 0.0
+    many = sweep.deflated_test(test, swept(40, [0.0, 2.0, -1.0, 1.5]))
+    assert many["num_trials"] == 40
+    assert many["trials_sharpe_variance"] == pytest.approx(np.var([0.0, 2.0, -1.0, 1.5], ddof=1) / 252)
+    assert all(m < o for m, o in zip(many["deflated_sharpe_by_market"], one["deflated_sharpe_by_market"]))
+    assert many["deflated_sharpe"] == pytest.approx(np.median(many["deflated_sharpe_by_market"]))
+
+
 @pytest.mark.e2e
 def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_path):
     """With population-based training (--pbt_every=1, launch/run/pbt.py): one run covers both."""
@@ -147,6 +169,10 @@ def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_
     assert swept["num_trials"] == 4 * 3 + 1 and swept["validation_sharpe_variance"] > 0
     assert summary["test"]["num_markets"] == 8 and math.isfinite(summary["test"]["sharpe"])
     assert "sharpe_by_seed" not in summary["test"]  # one member tested
+    # The tested member's deflated Sharpe counts the sweep's trials (sweep.deflated_test).
+    assert summary["test"]["num_trials"] == swept["num_trials"]
+    assert 0.0 <= summary["test"]["deflated_sharpe"] <= 1.0
+    assert len(summary["test"]["deflated_sharpe_by_market"]) == 8
     assert [r["node"] for r in read_metrics(workdir)].count("test") == 1
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints", "best"))) == [f"seed_{m}" for m in range(4)]
     with open(os.path.join(workdir, "flags.txt")) as file:
