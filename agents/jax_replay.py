@@ -4,12 +4,9 @@ priorities, sampled in proportion to p^alpha (as Reverb's Prioritized(alpha) sel
 Pure JAX with fixed shapes: the state is a pytree that vmap/pmap batch like any other. Items
 arrive in blocks of M (one acting cycle) written contiguously over the oldest M slots; an item
 of priority 0 is a hole (never sampled, not counted in the size). Sampling is exact for the
-float32 sums: a two-level sum-tree (block sums of `block_size` leaves, then one block's running
-sum), each of the B draws independent. The block sums are kept in the state: `add` and
-`set_priorities` recompute the sums of the blocks they wrote, from the leaves (never by
-adding differences, so no rounding drifts in), and a sample reads the block sums instead of
-every leaf. On CPU this beats a deep sum-tree and flashbax 0.1.3, whose scatters are slow
-there (BUILD.md).
+float32 sums: a two-level sum-tree (block sums of `block_size` leaves, recomputed from the
+leaves at each sample, then one block's running sum), each of the B draws independent.
+On CPU this beats a deep sum-tree and flashbax 0.1.3, whose scatters are slow there (BUILD.md).
 """
 
 from typing import Any, NamedTuple
@@ -23,7 +20,6 @@ class ReplayState(NamedTuple):
     leaves: jax.Array  # float32 [num_blocks * block_size] p^alpha of each slot; 0: empty slot or padding
     insert_index: jax.Array  # int32 [] first slot of the next block (oldest items first out)
     size: jax.Array  # int32 [] items held: slots of priority > 0
-    block_sums: jax.Array  # float32 [num_blocks] the sum of each block of `block_size` leaves
 
 
 class Sample(NamedTuple):
@@ -45,24 +41,11 @@ def init(item: Any, capacity: int, block_size: int | None = None) -> ReplayState
     block_size = block_size or default_block_size(capacity)
     num_leaves = -(-capacity // block_size) * block_size  # padded with zeros to whole blocks
     items = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), item)
-    return ReplayState(items, jnp.zeros(num_leaves, jnp.float32), jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32),
-                       jnp.zeros(num_leaves // block_size, jnp.float32))
+    return ReplayState(items, jnp.zeros(num_leaves, jnp.float32), jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32))
 
 
 def capacity(state: ReplayState) -> int:
     return jax.tree.leaves(state.items)[0].shape[0]
-
-
-def leaves_per_block(state: ReplayState) -> int:
-    """init's block_size."""
-    return state.leaves.shape[0] // state.block_sums.shape[0]
-
-
-def _refreshed(leaves: jax.Array, block_sums: jax.Array, blocks: jax.Array) -> jax.Array:
-    """block_sums with the sums of `blocks` [K] (block indices, repeats allowed) recomputed
-    from `leaves`."""
-    rows = leaves.reshape(block_sums.shape[0], -1)[blocks]  # [K, block_size]
-    return block_sums.at[blocks].set(jnp.sum(rows, axis=1))
 
 
 def add(state: ReplayState, items: Any, priorities: jax.Array, priority_exponent: float) -> ReplayState:
@@ -83,10 +66,7 @@ def add(state: ReplayState, items: Any, priorities: jax.Array, priority_exponent
     evicted = jnp.sum(jax.lax.dynamic_slice_in_dim(state.leaves, start, block) > 0)
     leaves = jax.lax.dynamic_update_slice_in_dim(state.leaves, values, start, 0)
     new_size = state.size + jnp.sum(valid) - evicted
-    size = leaves_per_block(state)  # the blocks the write spans: at most ceil(M / size) + 1
-    touched = jnp.minimum(start // size + jnp.arange(-(-block // size) + 1), state.block_sums.shape[0] - 1)
-    return ReplayState(new_items, leaves, ((start + block) % cap).astype(jnp.int32), new_size.astype(jnp.int32),
-                       _refreshed(leaves, state.block_sums, touched))
+    return ReplayState(new_items, leaves, ((start + block) % cap).astype(jnp.int32), new_size.astype(jnp.int32))
 
 
 def sample(state: ReplayState, key: jax.Array, batch_size: int, block_size: int | None = None) -> Sample:
@@ -105,12 +85,10 @@ def sample_uniforms(key: jax.Array, batch_size: int) -> jax.Array:
 
 def sample_at(state: ReplayState, uniforms: jax.Array, block_size: int | None = None) -> Sample:
     """The items at fractions `uniforms` [B] in [0, 1) of the cumulated p^alpha: `sample` with
-    its uniforms drawn by the caller. `block_size`, where given, must be init's."""
-    if block_size is not None and block_size != leaves_per_block(state):
-        raise ValueError(f"block_size={block_size}: this replay was made with blocks of "
-                         f"{leaves_per_block(state)} leaves")
-    blocks = state.leaves.reshape(state.block_sums.shape[0], -1)  # [num_blocks, block_size]
-    block_sums = state.block_sums  # [num_blocks], kept by add and set_priorities
+    its uniforms drawn by the caller."""
+    block_size = block_size or default_block_size(capacity(state))
+    blocks = state.leaves.reshape(-1, block_size)  # [num_blocks, block_size]
+    block_sums = jnp.sum(blocks, axis=1)  # [num_blocks]
     block_ends = jnp.cumsum(block_sums)  # running sums of p^alpha
     total = block_ends[-1]
     targets = uniforms.astype(jnp.float32) * total  # [B] in [0, total)
@@ -121,9 +99,9 @@ def sample_at(state: ReplayState, uniforms: jax.Array, block_size: int | None = 
     within = targets - jnp.where(block > 0, block_ends[jnp.maximum(block - 1, 0)], 0.0)  # [B]
     # Level 2: the first leaf of that block whose running sum exceeds what is left of the target.
     rows = blocks[block]  # [B, block_size]
-    last_leaf = jnp.max(jnp.where(rows > 0, jnp.arange(rows.shape[1])[None, :], 0), axis=1)  # [B]
+    last_leaf = jnp.max(jnp.where(rows > 0, jnp.arange(block_size)[None, :], 0), axis=1)  # [B]
     leaf = jnp.minimum(jnp.sum(jnp.cumsum(rows, axis=1) <= within[:, None], axis=1), last_leaf)
-    indices = (block * rows.shape[1] + leaf).astype(jnp.int32)
+    indices = (block * block_size + leaf).astype(jnp.int32)
     probabilities = state.leaves[indices] / total
     items = jax.tree.map(lambda x: x[indices], state.items)
     return Sample(items, indices, probabilities, state.size)
@@ -138,6 +116,4 @@ def set_priorities(state: ReplayState, indices: jax.Array, priorities: jax.Array
     overwritten = jnp.any(later & (indices[None, :] == indices[:, None]), axis=1)  # a later duplicate
     slots = jnp.where(overwritten, state.leaves.shape[0], indices)  # out of range: dropped
     values = priorities.astype(jnp.float32) ** priority_exponent
-    leaves = state.leaves.at[slots].set(values, mode="drop")
-    return state._replace(leaves=leaves,
-                          block_sums=_refreshed(leaves, state.block_sums, indices // leaves_per_block(state)))
+    return state._replace(leaves=state.leaves.at[slots].set(values, mode="drop"))

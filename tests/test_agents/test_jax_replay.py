@@ -63,20 +63,3 @@ def test_importance_weights_of_a_sample_against_hand_computed_values():
     np.testing.assert_allclose(weights, by_slot[np.asarray(sample.indices)] / by_slot[np.asarray(sample.indices)].max(),
                                rtol=1e-6)
     assert set(np.asarray(sample.indices).tolist()) == {0, 1, 2, 3}  # all four drawn in 64 (seeded)
-
-
-def test_block_sums_are_kept_equal_to_the_leaves_sums_through_adds_and_priority_writes():
-    # capacity 24, blocks of 4 leaves, items added 6 at a time: writes straddle blocks.
-    state = jax_replay.init({"x": jnp.zeros([])}, 24, block_size=4)
-    rng = np.random.default_rng(0)
-    add = jax.jit(lambda s, p: jax_replay.add(s, {"x": jnp.zeros(6)}, p, 0.6))
-    write = jax.jit(lambda s, i, p: jax_replay.set_priorities(s, i, p, 0.6))
-    for step in range(12):
-        priorities = rng.uniform(0.0, 2.0, 6) * (rng.random(6) > 0.2)  # some holes
-        state = add(state, jnp.asarray(priorities, jnp.float32))
-        state = write(state, jnp.asarray(rng.integers(0, 24, 5), jnp.int32),
-                      jnp.asarray(rng.uniform(0.1, 3.0, 5), jnp.float32))
-        np.testing.assert_allclose(state.block_sums, np.asarray(state.leaves).reshape(6, 4).sum(axis=1),
-                                   rtol=1e-6, err_msg=f"step {step}")
-    with pytest.raises(ValueError, match="block_size=2: this replay was made with blocks of 4"):
-        jax_replay.sample(state, jax.random.PRNGKey(0), 8, block_size=2)
