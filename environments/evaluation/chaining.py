@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from environments.evaluation.metrics import plot_equity, trading_metrics
+from environments.evaluation.metrics import plot_equity, step_returns, trading_metrics
 from environments.evaluation.significance import significance
 
 
@@ -52,8 +52,7 @@ def chain(results: Sequence[Mapping]) -> dict:
         fold_metrics.append(trading_metrics(fold_values, result["positions"], periods_per_year))
     chained = np.concatenate(values)  # [sum N + 1]
     positions = np.concatenate(positions)  # [sum N]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = np.where(chained[:-1] > 0, chained[1:] / chained[:-1] - 1.0, 0.0)  # [sum N]
+    returns = step_returns(chained)  # [sum N]
     return {
         "portfolio_values": chained, "positions": positions, "returns": returns,
         "timestamps": np.concatenate(timestamps), "fold_growths": growths,

@@ -63,6 +63,14 @@ def infer_periods_per_year(timestamps: np.ndarray) -> tuple[float, str]:
         f"{TRADING_DAYS} trading days)")
 
 
+def step_returns(portfolio_values: np.ndarray) -> np.ndarray:
+    """float64 [N]: each step's return V_{t+1} / V_t - 1 of values [N + 1]; 0 after a bankruptcy
+    (V_t = 0)."""
+    values = np.asarray(portfolio_values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(values[:-1] > 0, values[1:] / values[:-1] - 1.0, 0.0)
+
+
 def trading_metrics(portfolio_values: Sequence[float], positions: Sequence[float],
                     periods_per_year: float = PERIODS_PER_YEAR) -> dict:
     """Metrics of one episode. `portfolio_values` [N + 1] includes the starting value;
@@ -79,8 +87,7 @@ def trading_metrics(portfolio_values: Sequence[float], positions: Sequence[float
         raise ValueError("portfolio_values must be finite, >= 0 and start > 0")
     if periods_per_year <= 0:
         raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = np.where(values[:-1] > 0, values[1:] / values[:-1] - 1.0, 0.0)  # [N]
+    returns = step_returns(values)  # [N]
     growth = values[-1] / values[0]
     mean = returns.mean()
     std = returns.std(ddof=1) if num_steps > 1 else 0.0

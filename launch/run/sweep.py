@@ -218,16 +218,13 @@ def deflated_test(test: dict[str, Any], swept: dict[str, Any]) -> dict[str, Any]
     market's per-step returns, for N = swept["num_trials"] and V = the per-period variance of
     the trials' validation Sharpes (environments/evaluation/trials.py), and their median over
     the markets. Read with the test, never to choose (it is a test figure)."""
+    from environments.evaluation.metrics import step_returns
     from environments.evaluation.significance import significance
     from environments.evaluation.trials import per_period_variance
 
     sharpes = [sharpe for member in swept["members"] for _, sharpe in member["validation_curve"]]
     variance = per_period_variance(sharpes, test["periods_per_year"])
-    dsrs = []
-    for result in test["_results"]:
-        values = np.asarray(result["portfolio_values"], np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            returns = np.where(values[:-1] > 0, values[1:] / values[:-1] - 1.0, 0.0)
-        dsrs.append(significance(returns, None, swept["num_trials"], variance)["dsr"])
+    dsrs = [significance(step_returns(result["portfolio_values"]), None, swept["num_trials"],
+                         variance)["dsr"] for result in test["_results"]]
     return {"deflated_sharpe": float(np.median(dsrs)), "deflated_sharpe_by_market": dsrs,
             "num_trials": swept["num_trials"], "trials_sharpe_variance": variance}
