@@ -9,6 +9,7 @@ from environments.data.panel import PanelData
 from environments.data.panel_source import PanelSource
 from environments.envs.config import EnvConfig
 from environments.envs.portfolio_gym import PortfolioEnv
+from environments.envs.portfolio_vector import PortfolioVectorEnv
 
 EVAL_PARTS = ("validation", "test")
 
@@ -27,6 +28,10 @@ class PanelFactory:
 
     def train_env(self) -> PortfolioEnv:
         return PortfolioEnv(self.panel("train"), self.config, mode="train")
+
+    def train_vector(self, num_envs: int) -> PortfolioVectorEnv:
+        """`num_envs` training envs stepped together (an actor's batch)."""
+        return PortfolioVectorEnv(self.panel("train"), self.config, num_envs, mode="train")
 
     def jax_train_env(self):
         """The jittable training env (environments.envs.portfolio: imports jax)."""
