@@ -48,7 +48,7 @@ class NStepTransitions(NamedTuple):
     valid: np.ndarray  # [B, n] bool
     n_step_return: np.ndarray  # [B, n] float32
     discount: np.ndarray  # [B, n] float32
-    first_extras: np.ndarray  # [B, n] float32, `extras` given with the transition's first step
+    first_extras: np.ndarray  # [B, n, ...] float32, `extras` given with the transition's first step
 
 
 class NStepAdder(core.Adder):
@@ -130,7 +130,7 @@ class NStepAdder(core.Adder):
         """Records one step of every env in env_mask; returns the transitions it completed.
 
         The step's data goes to the writers now; the items of the completed transitions are
-        created by the next `write(priorities)`. `extras` [B] (e.g. the Q-value of the action
+        created by the next `write(priorities)`. `extras` [B, ...] (e.g. the Q-value of the action
         taken) is kept, not written, and comes back as `first_extras` with the transitions
         this step starts.
         """
@@ -140,7 +140,10 @@ class NStepAdder(core.Adder):
         n = self._layout.n_step
         self._rewards[mask] = np.concatenate([self._rewards[mask, 1:], np.asarray(reward, np.float32)[mask, None]], 1)
         if extras is not None:
-            self._extras[mask] = np.concatenate([self._extras[mask, 1:], np.asarray(extras, np.float32)[mask, None]], 1)
+            extras = np.asarray(extras, np.float32)  # [B, ...]
+            if self._extras.shape[2:] != extras.shape[1:]:  # e.g. [B, D] with action branches
+                self._extras = np.zeros((self._num_envs, n, *extras.shape[1:]), np.float32)
+            self._extras[mask] = np.concatenate([self._extras[mask, 1:], extras[mask, None]], 1)
         self._episode_steps[mask] += 1
         terminated = np.asarray(terminated, bool)
         done = mask & (terminated | np.asarray(truncated, bool))
@@ -161,7 +164,7 @@ class NStepAdder(core.Adder):
         for b in np.flatnonzero(mask):
             writer = self._writers[b]
             newest = next_observation[b] if frame_window is None else next_observation[b][-1]
-            row = {self._frame_column: newest, "action": np.int32(action[b])}
+            row = {self._frame_column: newest, "action": np.asarray(action[b], np.int32)}  # [] or [D]
             slots = np.flatnonzero(valid[b])
             for rows_after, slot in enumerate(slots):
                 # One row per completed transition: its scalars, after the step's own row.

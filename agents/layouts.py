@@ -16,6 +16,11 @@ from agents.specs import EnvironmentSpec
 Signature = dict[str, tuple[tuple[int, ...], np.dtype]]  # name -> (shape, dtype) of one item
 
 
+def action_shape(spec: EnvironmentSpec) -> tuple[int, ...]:
+    """The shape of one step's action: () for one action, (D,) with D action branches."""
+    return () if spec.num_branches is None else (spec.num_branches,)
+
+
 def tensor_specs(signature: Signature) -> dict[str, Any]:
     """The tf.TensorSpec structure of a signature (a Reverb table's); imports TensorFlow."""
     import tensorflow as tf  # only where a Reverb table is built
@@ -36,12 +41,14 @@ class TransitionLayout:
     observation_dtype: np.dtype
     n_step: int
     frame_window: int | None = None  # frames per observation when storing frames once
+    action_shape: tuple[int, ...] = ()  # (D,): one action per branch (a portfolio's instruments)
 
     @classmethod
     def from_spec(cls, spec: EnvironmentSpec, n_step: int) -> "TransitionLayout":
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
-        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), n_step, spec.frame_window)
+        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), n_step, spec.frame_window,
+                   action_shape(spec))
 
     @property
     def num_frames(self) -> int:
@@ -58,7 +65,7 @@ class TransitionLayout:
     def item_signature(self) -> Signature:
         """The structure, shapes and dtypes of one item."""
         scalars = {
-            "action": ((), np.dtype(np.int32)),
+            "action": (tuple(self.action_shape), np.dtype(np.int32)),
             "n_step_return": ((), np.dtype(np.float32)),
             "discount": ((), np.dtype(np.float32)),
         }
@@ -106,6 +113,7 @@ class SequenceLayout:
     observation_dtype: np.dtype
     sequence_length: int  # T rows per item; T - 1 of them are learned
     frame_window: int | None = None  # frames per observation when storing frames once
+    action_shape: tuple[int, ...] = ()  # (D,): one action per branch (a portfolio's instruments)
 
     def __post_init__(self):
         if self.sequence_length < 2:
@@ -114,7 +122,8 @@ class SequenceLayout:
 
     @classmethod
     def from_spec(cls, spec: EnvironmentSpec, sequence_length: int) -> "SequenceLayout":
-        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), sequence_length, spec.frame_window)
+        return cls(spec.observation_shape, np.dtype(spec.observation_dtype), sequence_length, spec.frame_window,
+                   action_shape(spec))
 
     @property
     def num_frames(self) -> int:
@@ -130,7 +139,7 @@ class SequenceLayout:
             observations = {"frames": ((self.num_frames, *self.observation_shape[1:]), dtype)}
         return {
             **observations,
-            "action": ((T,), np.dtype(np.int32)),
+            "action": ((T, *self.action_shape), np.dtype(np.int32)),
             "reward": ((T,), np.dtype(np.float32)),
             "discount": ((T,), np.dtype(np.float32)),
             "behaviour_log_prob": ((T,), np.dtype(np.float32)),

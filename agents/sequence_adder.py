@@ -86,9 +86,10 @@ class SequenceAdder(core.Adder):
         self._observations: list[np.ndarray | None] = [None] * num_envs  # obs awaiting its action
         self._rows = np.zeros(num_envs, np.int64)  # rows appended since the stream (re)started
         self._padding = None
+        self._no_action = np.zeros(layout.action_shape, np.int32)  # a row without an action: [] or [D]
         if self._frame_window is not None:
             frame = np.zeros(layout.observation_shape[1:], layout.observation_dtype)
-            self._padding = dict(frame=frame, action=np.int32(0), reward=np.float32(0.0), discount=np.float32(0.0),
+            self._padding = dict(frame=frame, action=self._no_action, reward=np.float32(0.0), discount=np.float32(0.0),
                                  behaviour_log_prob=np.float32(0.0), valid=False)
         self.items_written = 0
         self.padding_rows_written = 0
@@ -121,13 +122,13 @@ class SequenceAdder(core.Adder):
                 raise RuntimeError(f"SequenceAdder.add: env {b} has no observation; call add_first first")
             ended = bool(terminated[b]) or bool(truncated[b])
             items = self._append(b, {
-                self._observation_column: self._newest(self._observations[b]), "action": np.int32(action[b]),
+                self._observation_column: self._newest(self._observations[b]), "action": np.asarray(action[b], np.int32),
                 "reward": np.float32(reward[b]), "discount": np.float32(0.0 if terminated[b] else 1.0),
                 "behaviour_log_prob": np.float32(behaviour_log_prob[b]), "valid": True,
             })
             if ended:  # the final observation: bootstrap value only, never learned
                 items += self._append(b, {
-                    self._observation_column: self._newest(next_observation[b]), "action": np.int32(0),
+                    self._observation_column: self._newest(next_observation[b]), "action": self._no_action,
                     "reward": np.float32(0.0), "discount": np.float32(0.0),
                     "behaviour_log_prob": np.float32(0.0), "valid": False,
                 })

@@ -15,9 +15,11 @@ def apex_epsilon(actor_id: int, num_actors: int, base: float = 0.4, exponent: fl
 
 
 def epsilon_greedy(q: jax.Array, explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float) -> jax.Array:
-    """Actions int32 [B] from q [B, A]: uniform with probability epsilon (a scalar or [B]), else argmax."""
-    batch_size, num_actions = q.shape
-    return explore_or_greedy(q, *exploration_draws(explore_key, action_key, epsilon, batch_size, num_actions))
+    """Actions int32 [B] from q [B, A]: uniform with probability epsilon (a scalar or [B]), else argmax;
+    with action branches, [B, D] from q [B, D, A], each branch of an env exploring on its own."""
+    num_branches = q.shape[1] if q.ndim == 3 else None
+    return explore_or_greedy(q, *exploration_draws(explore_key, action_key, epsilon, q.shape[0], q.shape[-1],
+                                                   num_branches))
 
 
 def exploration_draws(explore_key: jax.Array, action_key: jax.Array, epsilon: jax.Array | float, batch_size: int,

@@ -10,31 +10,34 @@ The network call is dispatched before the adder writes the step, so the two over
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from agents.adder_actor import AdderActor
 from agents.adders import NStepAdder
 from agents.apex_dqn.acting import epsilon_greedy
-from agents.apex_dqn.losses import double_q_td_error, priority
+from agents.apex_dqn.losses import double_q_td_error, per_item, priority
 from agents.variable_client import VariableClient
 
 
 def _act_and_prioritize(
-    q: jax.Array,  # [B, A] Q(obs_{t+1}, .) of the new observations
+    q: jax.Array,  # [B, A] Q(obs_{t+1}, .) of the new observations; [B, D, A] with D action branches
     rng: jax.Array,
     epsilon: float,
-    q_taken: jax.Array,  # [B, n] Q(obs_t, a_t) of the transitions that just completed
+    q_taken: jax.Array,  # [B, n] (or [B, n, D]) Q(obs_t, a_t) of the transitions that just completed
     n_step_return: jax.Array,  # [B, n]
     discount: jax.Array,  # [B, n]
     priority_epsilon: float,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Epsilon-greedy actions [B] and initial priorities [B, n] from one network output."""
+    """Epsilon-greedy actions [B] (or [B, D]: each branch explores on its own) and initial
+    priorities [B, n] from one network output, as the learner prices items (a branched item's
+    priority is its branches' mean |TD error|)."""
     rng, explore_rng, action_rng = jax.random.split(rng, 3)
     actions = epsilon_greedy(q, explore_rng, action_rng, epsilon)
     # The actor has one set of parameters: it serves as both online and target network.
-    q_next = q[:, None, :]  # [B, 1, A], the next observation of every slot
-    td_error = double_q_td_error(q_taken, n_step_return, discount, q_next, q_next)  # [B, n]
-    priorities = priority(td_error, priority_epsilon)
+    q_next = q[:, None]  # [B, 1, (D,) A], the next observation of every slot
+    td_error = double_q_td_error(q_taken, n_step_return, discount, q_next, q_next)  # [B, n(, D)]
+    priorities = priority(per_item(jnp.abs(td_error), 2), priority_epsilon)
     return actions, priorities, rng
 
 
@@ -60,8 +63,8 @@ class ApexDQNActor(AdderActor):
         self._n_step = n_step
         self._priority_epsilon = float(priority_epsilon)  # added to |td| as the learner does
         self._observation: np.ndarray | None = None  # the observation the cached actions are for
-        self._actions: np.ndarray | None = None  # [B]
-        self._q: np.ndarray | None = None  # [B, A]
+        self._actions: np.ndarray | None = None  # [B] (or [B, D])
+        self._q: np.ndarray | None = None  # [B, A] (or [B, D, A])
 
     @property
     def epsilon(self) -> float:
@@ -71,7 +74,8 @@ class ApexDQNActor(AdderActor):
         if observation is not self._observation:  # e.g. the first observation of a run
             q = self._q_values(self._variable_client.params, observation)
             zeros = np.zeros((observation.shape[0], self._n_step), np.float32)
-            self._act(observation, q, zeros, zeros, zeros)
+            no_q_taken = np.zeros(zeros.shape + q.shape[1:-1], np.float32)  # [B, n(, D)]
+            self._act(observation, q, no_q_taken, zeros, zeros)
         return self._actions
 
     def observe(
@@ -83,7 +87,7 @@ class ApexDQNActor(AdderActor):
         truncated: np.ndarray,
         env_mask: np.ndarray | None = None,
     ) -> None:
-        q_taken = self._q[np.arange(len(action)), action]  # [B] Q(obs_t, a_t)
+        q_taken = np.take_along_axis(self._q, action[..., None], axis=-1)[..., 0]  # [B(, D)] Q(obs_t, a_t)
         # Dispatched asynchronously: the network runs while the adder writes the step.
         q = self._q_values(self._variable_client.params, next_observation)
         transitions = self._adder.add(
