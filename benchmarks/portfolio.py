@@ -70,7 +70,7 @@ def baselines(summary: dict, seed: int, oracle_band: float = 0.5, momentum_lookb
     `random_draws` seeded draws. The momentum rules and the oracle are computed on the whole
     panel (trailing returns reach back before the test part, never past a bar) and their test
     rows taken. RuntimeError if the regenerated panel or the run's own 1/N and basket Sharpe
-    (launch/anakin/portfolio_evaluation.py) differ from what is computed here."""
+    (launch/run/portfolio_evaluation.py) differ from what is computed here."""
     import numpy as np
 
     from environments import EnvConfig, PanelSource
@@ -108,7 +108,7 @@ def baselines(summary: dict, seed: int, oracle_band: float = 0.5, momentum_lookb
     draws = [walk(rules.random_levels(test, config, seed * 1000 + draw))
              for draw in range(random_draws)]
     results["random"] = {"sharpe": statistics.median(d["sharpe"] for d in draws)}
-    # the run's own 1/N and basket (launch/anakin/portfolio_evaluation.py) are these walks
+    # the run's own 1/N and basket (launch/run/portfolio_evaluation.py) are these walks
     for name, key in (("equal_weight", "equal_weight_sharpe"),
                       ("basket_buy_and_hold", "buy_and_hold_sharpe")):
         if abs(results[name]["sharpe"] - summary["test"][key]) > 1e-6:

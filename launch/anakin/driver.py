@@ -20,7 +20,7 @@ import numpy as np
 
 from environments.envs.portfolio_factory import PanelFactory
 from launch.anakin.evaluation import SplitEvaluator, Validations, model_selection, test_member
-from launch.anakin.portfolio_evaluation import PortfolioSplitEvaluator
+from launch.run.portfolio_evaluation import PortfolioSplitEvaluator
 from launch.anakin.program import Program
 from launch.run import checkpoints, pbt, progress, summary, sweep
 from launch.run.limits import CheckpointCadence, catch_signals

@@ -44,7 +44,7 @@ def evaluation_record(results: list[dict], references: dict[str, list[dict]]) ->
                                for r in results])),  # the median market's span
         _results=results,
     )
-    if "equal_weight" in references:  # a portfolio's 1/N (launch/anakin/portfolio_evaluation.py)
+    if "equal_weight" in references:  # a portfolio's 1/N (launch/run/portfolio_evaluation.py)
         equal = median_metrics(references["equal_weight"])
         record.update(equal_weight_sharpe=equal["sharpe"], equal_weight_return=equal["total_return"])
     if "exposure" in results[0]:  # a portfolio's mean gross exposure sum |w|

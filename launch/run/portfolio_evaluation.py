@@ -1,8 +1,9 @@
-"""Evaluation of a portfolio run under --lp_launch_type=anakin: every seed's greedy policy walked
-over the part's panel inside one compiled scan (environments.envs.portfolio), its records next to
-the baselines on the same bars and costs (environments.evaluation.portfolio_rules): the basket
-bought and held (the run layer's "buy_and_hold"), flat, and the equally weighted portfolio
-rebalanced every bar (1/N). The same interface as launch/anakin/evaluation.SplitEvaluator."""
+"""Evaluation of a portfolio run, in either launch shape (anakin's driver, the program of nodes'
+evaluator node): every seed's greedy policy walked over the part's panel inside one compiled
+scan (environments.envs.portfolio), its records next to the baselines on the same bars and
+costs (environments.evaluation.portfolio_rules): the basket bought and held (the run layer's
+"buy_and_hold"), flat, and the equally weighted portfolio rebalanced every bar (1/N). The same
+interface as launch/anakin/evaluation.SplitEvaluator."""
 
 from __future__ import annotations
 

@@ -128,6 +128,11 @@ def final_report(summary: dict[str, Any]) -> str:
     else:
         seeds = summary["num_seeds"]
         shape, restarts = f"{seeds} seed{'s' if seeds > 1 else ''}", ""
+    one_over_n, hold = "", "buy and hold"  # a portfolio's: its basket, and 1/N rebalanced every bar
+    if ev.get("equal_weight_sharpe") is not None:
+        hold = "the basket bought and held"
+        one_over_n = (f"; 1/N: return {_percent(ev.get('equal_weight_return'))}, sharpe "
+                      f"{_format(ev.get('equal_weight_sharpe'), 2)}")
     return "\n".join([
         f"run finished ({summary['stop_reason']}) in {summary['wall_s']:.0f} s "
         f"[{summary['launch_type']}, {shape}]",
@@ -137,8 +142,8 @@ def final_report(summary: dict[str, Any]) -> str:
         _selection(summary),
         f"  test ({where}, once): total return {_percent(ev.get('total_return'))}{over}, sharpe "
         f"{_format(ev.get('sharpe'), 2)}, max drawdown {_percent(ev.get('max_drawdown'), False)} "
-        f"(buy and hold: return {_percent(ev.get('buy_and_hold_return'))}, sharpe "
-        f"{_format(ev.get('buy_and_hold_sharpe'), 2)})",
+        f"({hold}: return {_percent(ev.get('buy_and_hold_return'))}, sharpe "
+        f"{_format(ev.get('buy_and_hold_sharpe'), 2)}{one_over_n})",
         f"  annualization: {summary.get('annualization')}",
         f"  results: {summary['workdir']} (summary.json, metrics.jsonl, tensorboard/, eval/, checkpoints/)",
     ])

@@ -199,10 +199,6 @@ def _panel_envs(flags: Any, positions: list[float], embargo: int) -> tuple[Any, 
     from environments.data.panel_source import PanelSource, panel_path
     from environments.envs.portfolio_factory import PanelFactory
 
-    if flags.lp_launch_type != "anakin":
-        raise UsageError(f"--data={flags.data}: a portfolio trains under --lp_launch_type=anakin "
-                         f"(got --lp_launch_type={flags.lp_launch_type}); the program of nodes "
-                         "trades single instruments")
     try:
         source = PanelSource(
             panel_path(flags.data), flags.train_fraction, flags.validation_fraction,

@@ -48,7 +48,7 @@ class Counts:
     run_s: float
 
 
-# What a portfolio's test record adds (launch/anakin/portfolio_evaluation.py): 1/N on the same
+# What a portfolio's test record adds (launch/run/portfolio_evaluation.py): 1/N on the same
 # bars and costs, and the mean gross exposure sum |w|, the forced closes (positions closed where an
 # instrument lost its next bar); absent for a single instrument.
 PORTFOLIO_TEST_KEYS = ("equal_weight_sharpe", "equal_weight_return", "exposure", "forced_closes")

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from benchmarks.portfolio import baselines
-from benchmarks.portfolio_env import BareArrays, BareState, bare_step
+from benchmarks.portfolio_bare import BareArrays, BareState, BareVectorState, bare_step, bare_vector_step
 from environments import EnvConfig, PanelSource
 from environments.data.synthetic_panel import synthetic_panel
 from environments.envs.portfolio_gym import PortfolioEnv
+from environments.envs.portfolio_vector import PortfolioVectorEnv
 from environments.evaluation import portfolio_rules as rules
 
 
@@ -31,6 +32,26 @@ def test_bare_numpy_loop_steps_as_portfolio_env():
         np.testing.assert_array_equal(obs, env_obs)
         assert reward == env_reward and state.value == info["portfolio_value"] and not bankrupt
         np.testing.assert_array_equal(state.weights, info["weights"])
+
+
+def test_bare_vector_loop_steps_as_portfolio_vector_env():
+    panel, _ = synthetic_panel(num_instruments=4, num_steps=64, seed=3)
+    config = EnvConfig(window=3, risk_aversion=5.0)
+    env = PortfolioVectorEnv(panel, config, num_envs=2, mode="eval")
+    env.reset(seed=0)
+    arrays = BareArrays(panel.features, panel.can_hold, panel.step_returns,
+                        np.asarray(config.positions, np.float64))
+    state = BareVectorState(np.full(2, config.window), np.zeros((2, 4)), np.ones(2), np.zeros((2, 3, 4)))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = rng.integers(0, 3, (2, 4))
+        env_obs, env_reward, _, _, info = env.step(actions)
+        obs, state, reward, bankrupt = bare_vector_step(state, actions, arrays, config)
+        np.testing.assert_array_equal(obs, env_obs)
+        np.testing.assert_array_equal(reward, env_reward)
+        np.testing.assert_array_equal(state.value, info["portfolio_value"])
+        np.testing.assert_array_equal(state.weights, info["weights"])
+        assert not bankrupt.any()
 
 
 def summary_of(source: PanelSource, config: EnvConfig) -> dict:

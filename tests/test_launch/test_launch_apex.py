@@ -249,16 +249,19 @@ def test_rewards_are_rescaled_to_the_training_markets_volatility(tmp_path):
 @pytest.mark.reverb
 @pytest.mark.e2e
 def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path):
-    """One local_mp run: actor_0's process is killed with SIGKILL once it inserted, Ray restarts
-    it and the new process inserts too; then Ctrl-C (SIGINT) stops the run, which writes its
-    checkpoints and summary and leaves no process behind."""
+    """One local_mp run, on a portfolio of 3 instruments (each actor process steps its own
+    PortfolioVectorEnv; test_launch_portfolio.py checks the portfolio's figures): actor_0's
+    process is killed with SIGKILL once it inserted, Ray restarts it and the new process inserts
+    too; then Ctrl-C (SIGINT) stops the run, which writes its checkpoints and summary and
+    leaves no process behind."""
     ray_before = ray_system_pids()
     workdir = str(tmp_path / "run")
     log_path = tmp_path / "apex.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, APEX, "--lp_launch_type=local_mp", "--num_actors=2",
-             "--max_seconds=200", f"--workdir={workdir}", *TINY],
+             "--data=synthetic:panel", "--synthetic_instruments=3", "--max_seconds=200",
+             f"--workdir={workdir}", *TINY],
             cwd=REPO_ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
         )
     try:
@@ -304,6 +307,11 @@ def test_local_mp_two_actor_processes_survive_a_killed_actor_and_ctrl_c(tmp_path
     assert summary["launch"]["node_pids"]["actor_0"][0] != summary["launch"]["node_pids"]["actor_1"][0]
     assert summary["learner_steps"] > 0 and summary["launch"]["param_syncs"] > 0
     assert_finite_eval(summary)
+    # The portfolio's evaluator walked validation next to 1/N, and the test is reported beside it.
+    assert summary["market"]["synthetic_instruments"] == 3 and math.isfinite(summary["test"]["equal_weight_sharpe"])
+    assert summary["test"]["forced_closes"] == 0 and "; 1/N: return" in output
+    evaluations = [r for r in read_metrics(workdir) if r["node"] == "evaluator"]
+    assert evaluations and all("evaluator/equal_weight_sharpe" in r for r in evaluations)
     # Checkpoints were written on the way out.
     assert os.listdir(os.path.join(workdir, "checkpoints", "learner"))
     assert any(os.path.exists(os.path.join(workdir, "checkpoints", "replay", d, "DONE"))

@@ -1,6 +1,6 @@
 """End-to-end: a portfolio of a synthetic panel trained under --lp_launch_type=anakin (tiny) on
 one walk-forward fold through benchmarks/walk_forward_panel.py, its selection and test next to
-1/N; a portfolio under the program of nodes fails at once."""
+1/N. The program of nodes trades a portfolio in test_launch_apex.py's local_mp run."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from test_launch_apex import SUMMARY_KEYS, read_metrics, read_summary, run_apex
+from test_launch_apex import SUMMARY_KEYS, read_metrics, read_summary
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,11 +65,3 @@ def test_a_portfolio_trains_under_anakin_walk_forward_and_is_tested_next_to_one_
     assert set(policies) == {"agent", "equal_weight", "basket_buy_and_hold", "ts_momentum",
                              "xs_momentum", "minimum_variance", "random"}
     assert "P(SR > 1/N)" in (out / "walk_forward_panel.md").read_text()
-
-
-def test_a_portfolio_under_the_program_of_nodes_fails_at_once(tmp_path):
-    result = run_apex("--lp_launch_type=local_mt", "--data=synthetic:panel",
-                      f"--workdir={tmp_path / 'run'}", timeout=120)
-    assert result.returncode == 2
-    assert "--data=synthetic:panel: a portfolio trains under --lp_launch_type=anakin" in result.stderr
-    assert not (tmp_path / "run").exists()

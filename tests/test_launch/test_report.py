@@ -34,3 +34,11 @@ def test_a_losing_run_and_seeds_read_as_such():
     assert "[anakin, 2 seeds]" in report and "replay items -" in report
     assert "each seed on its own: learner steps [30, 10] (validation sharpe 0.50, 0.30" in report
     assert "the median of 8 test markets, the median of 2 seeds" in report
+
+
+def test_a_portfolio_is_reported_next_to_its_basket_and_one_over_n():
+    report = progress.final_report(summary(
+        num_markets=1, total_return=0.12, max_drawdown=0.05, buy_and_hold_return=0.04, years=1.0,
+        equal_weight_sharpe=0.49, equal_weight_return=0.031))
+    assert ("max drawdown 5.0% (the basket bought and held: return +4.0%, sharpe 0.08; "
+            "1/N: return +3.1%, sharpe 0.49)") in report

@@ -1,6 +1,7 @@
 """The evaluator node: the run layer's model selection (launch/run/selection.py) on the learner's
 parameters, every `eval_every` learner steps, with the greedy policy walked over the
-validation (and at the end the test) markets in Python."""
+validation (and at the end the test) markets in Python, or over a portfolio's panel in the
+compiled walk anakin evaluates with (launch/run/portfolio_evaluation.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import threading
 import time
 from typing import Any
 
+import jax
 import numpy as np
 
 from agents.registry import get_builder
 from environments import EnvFactory
+from environments.envs.portfolio_factory import PanelFactory
 from launch.run import evaluation
 from launch.run.selection import ModelSelection, next_evaluation
 
@@ -34,7 +37,7 @@ class EvaluatorNode:
         spec: Any,
         learner: Any,
         recorder: Any,
-        envs: EnvFactory,
+        envs: EnvFactory | PanelFactory,
         eval_every: int,
         workdir: str,
         periods_per_year: float | None = None,
@@ -43,7 +46,14 @@ class EvaluatorNode:
         poll_s: float = 1.0,
     ):
         self._policy = get_builder(agent).make_eval_policy(config, spec)
-        self._envs = {part: envs.eval_envs(part) for part in ("validation", "test")}
+        self._portfolio = None  # a portfolio's PortfolioSplitEvaluator of each part
+        if isinstance(envs, PanelFactory):
+            from launch.run.portfolio_evaluation import PortfolioSplitEvaluator
+
+            self._portfolio = {part: PortfolioSplitEvaluator(part, envs, self._policy, periods_per_year)
+                               for part in ("validation", "test")}
+        else:
+            self._envs = {part: envs.eval_envs(part) for part in ("validation", "test")}
         self._learner = learner
         self._eval_every = eval_every
         self._periods_per_year = periods_per_year
@@ -98,6 +108,8 @@ class EvaluatorNode:
     def _evaluate(self, part: str, params: Any) -> list[dict[str, Any]]:
         from environments import run_episodes
 
+        if self._portfolio is not None:  # the walk of one "seed": the parameters with a leading axis
+            return self._portfolio[part].evaluate(jax.tree.map(lambda x: np.asarray(x)[None], params))
         envs = self._envs[part]
         start = time.monotonic()
 
@@ -114,11 +126,15 @@ class EvaluatorNode:
         return evaluation.evaluation_record(references["flat"], references)
 
     def _references(self, part: str) -> dict[str, Any]:
+        if self._portfolio is not None:
+            return self._portfolio[part].references
         if part not in self._baselines:  # the same for every evaluation
             self._baselines[part] = evaluation.baselines(self._envs[part], self._periods_per_year)
         return self._baselines[part]
 
     def _plot(self, part: str, path: str, records: list[dict[str, Any]]) -> str:
+        if self._portfolio is not None:
+            return self._portfolio[part].plot(path, records)
         return evaluation.plot(path, part, self._envs[part], records, self._references(part))
 
     def stop(self) -> None:
