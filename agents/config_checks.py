@@ -44,6 +44,7 @@ TORSO_RANGES = {
     "torso_heads": (lambda v: integer(v) and v >= 1, "an integer >= 1 (dividing torso_width)"),
     "conv_kernel": (lambda v: integer(v) and v >= 1, "an integer >= 1"),
     "positional_encoding": (lambda v: v in POSITIONAL_ENCODINGS, f"one of {', '.join(POSITIONAL_ENCODINGS)}"),
+    "cross_asset_points": (lambda v: integer(v) and v >= 0, "an integer >= 0 (0: full self-attention)"),
 }
 
 
@@ -92,6 +93,10 @@ class NetworkSettings:
     torso_heads: int = 4  # ours: transformer attention heads; must divide torso_width.
     conv_kernel: int = 3  # ours: conv taps per layer (WaveNet's 2; 3 reaches further per layer).
     positional_encoding: str = "learned"  # ours: transformer positions, "learned" or "sinusoidal" (Vaswani et al.).
+    # ours: a portfolio's instruments read each other through this many learned summaries (the
+    # induced attention of Set Transformer, Lee et al. 2019; agents/cross_asset.py): cost linear
+    # in N; 0: full self-attention across instruments (cost N^2).
+    cross_asset_points: int = 4
 
     def check_network(self, agent: str) -> None:
         """ValueError naming the first network setting out of its range."""

@@ -4,8 +4,11 @@ held), one action branch per instrument (Tavakoli et al. 2018), so the outputs g
 linearly, not as |positions|^N.
 
 Each instrument is encoded by the same torso (shared weights, the EIIE idea of Jiang, Xu and
-Liang 2017), then one masked self-attention layer lets every instrument read the others:
-permutation-equivariant, for any N, instruments that cannot be held ignored as keys.
+Liang 2017), then one masked attention layer lets every instrument read the others:
+permutation-equivariant, for any N, instruments that cannot be held ignored as keys. By default
+the instruments are read through M learned summaries (the induced attention of Set Transformer,
+Lee et al. 2019: M queries attend over the instruments, then each instrument attends over the
+M summaries), so the cost grows as N M, not N^2; with M = 0 every instrument attends to all.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ ATTENTION_FEATURES_PER_HEAD = 8
 
 class CrossAssetEncoder(nn.Module):
     """[B, N, window, F] -> [B, N, H]: `torso` on each instrument (its [window, F] frames),
-    then a residual masked self-attention across instruments."""
+    then a residual masked attention across instruments: through `num_points` learned
+    summaries (cost linear in N), or, with num_points = 0, full self-attention (N^2)."""
 
     torso: nn.Module
+    num_points: int = 4
 
     @nn.compact
     def __call__(self, observation: jnp.ndarray) -> jnp.ndarray:
@@ -30,10 +35,19 @@ class CrossAssetEncoder(nn.Module):
         x = x.reshape(batch, num, -1)  # [B, N, H]
         holdable = observation[:, :, -1, -1] > 0.5  # [B, N] at the current bar
         y = nn.LayerNorm(name="cross_norm")(x)
-        attended = nn.MultiHeadDotProductAttention(
-            num_heads=ATTENTION_HEADS, qkv_features=ATTENTION_HEADS * ATTENTION_FEATURES_PER_HEAD,
-            out_features=x.shape[-1], name="cross_attention")(y, y, mask=holdable[:, None, None, :])
-        return x + attended
+        if self.num_points == 0:
+            return x + _attention("cross_attention", x.shape[-1])(y, y, mask=holdable[:, None, None, :])
+        points = self.param("summary_queries", nn.initializers.normal(1.0), (self.num_points, x.shape[-1]))
+        queries = jnp.broadcast_to(points, (batch,) + points.shape)  # [B, M, H]
+        summaries = _attention("summarize", x.shape[-1])(queries, y, mask=holdable[:, None, None, :])  # [B, M, H]
+        summaries = nn.LayerNorm(name="summary_norm")(summaries)
+        return x + _attention("read_summaries", x.shape[-1])(y, summaries)
+
+
+def _attention(name: str, out_features: int) -> nn.MultiHeadDotProductAttention:
+    return nn.MultiHeadDotProductAttention(
+        num_heads=ATTENTION_HEADS, qkv_features=ATTENTION_HEADS * ATTENTION_FEATURES_PER_HEAD,
+        out_features=out_features, name=name)
 
 
 class BranchingDuelingNetwork(nn.Module):

@@ -42,7 +42,8 @@ def make_sequence_layout(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> S
 
 def make_networks(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> networks.Networks:
     frames = spec.observation_shape[1:] if spec.num_branches is not None else spec.observation_shape
-    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), frames))
+    return networks.make_networks(spec, config.hidden_sizes, torsos.make_torso(config.torso_config(), frames),
+                                  config.cross_asset_points)
 
 
 def parameter_count(config: ImpalaConfig, spec: specs.EnvironmentSpec) -> int:

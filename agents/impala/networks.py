@@ -45,14 +45,17 @@ class Networks(NamedTuple):
     apply: Callable[[Any, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 
 
-def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.Module | None = None) -> Networks:
-    """Heads of hidden_sizes[-1] on `torso` (default: the MLP torso of hidden_sizes[:-1])."""
+def make_networks(spec: EnvironmentSpec, hidden_sizes: Sequence[int], torso: nn.Module | None = None,
+                  cross_asset_points: int = 4) -> Networks:
+    """Heads of hidden_sizes[-1] on `torso` (default: the MLP torso of hidden_sizes[:-1]); a
+    portfolio's instruments read each other through `cross_asset_points` summaries
+    (agents/cross_asset.py; 0: full self-attention)."""
     if not hidden_sizes:
         raise ValueError("hidden_sizes must name at least one layer size, got ()")
     torso = MLPTorso(hidden_sizes=tuple(hidden_sizes[:-1])) if torso is None else torso
     if spec.num_branches is not None:  # a portfolio: logits [B, N, A], one branch per instrument
         module = BranchingPolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1],
-                                             encoder=CrossAssetEncoder(torso))
+                                             encoder=CrossAssetEncoder(torso, cross_asset_points))
     else:
         module = PolicyValueNetwork(num_actions=spec.num_actions, head_size=hidden_sizes[-1], torso=torso)
     return Networks(init=network_init(module, spec), apply=module.apply)

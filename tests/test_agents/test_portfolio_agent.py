@@ -26,10 +26,11 @@ def test_branches_share_one_target_the_mean_of_their_next_values():
     np.testing.assert_allclose(single, [0.5 + 0.9 * 9.0 - 1.0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("torso", ["mlp", "conv"])
-def test_the_cross_asset_network_is_permutation_equivariant_and_ignores_unholdable(torso):
+@pytest.mark.parametrize("torso,points", [("mlp", 4), ("conv", 4), ("mlp", 0)])
+def test_the_cross_asset_network_is_permutation_equivariant_and_ignores_unholdable(torso, points):
     spec = EnvironmentSpec((4, 3, 5), np.dtype(np.float32), num_actions=3, num_branches=4)
-    config = make_config("small", hidden_sizes=(16, 16), torso=torso, torso_width=8, torso_depth=1)
+    config = make_config("small", hidden_sizes=(16, 16), torso=torso, torso_width=8, torso_depth=1,
+                         cross_asset_points=points)
     network = builder.make_networks(config, spec)
     params = network.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3, 5))
