@@ -117,6 +117,9 @@ def make_anakin(
     exponents = np.arange(n)[:, None] - np.arange(n)[None, :]
     by_ref = env.observation_ref is not None
     action_shape = () if num_branches is None else (num_branches,)
+    # A portfolio's items keep their [D] actions as int8 (at most 127 positions, checked by the
+    # builder): a quarter of the replay's int32 bytes, which at N = 500 were half an item.
+    stored_action = jnp.int32 if num_branches is None else jnp.int8
     # The settings a member may take as traced values, and the config's (core.AnakinAgent.hyperparameters).
     defaults = {"learning_rate_scale": 1.0, "discount": discount, "target_update_period": target_update_period,
                 "priority_exponent": priority_exponent, "epsilon_base": epsilon_base,
@@ -149,7 +152,9 @@ def make_anakin(
         return observations
 
     def rebuilt(items: dict[str, Any], env_params: Any) -> dict[str, Any]:
-        """A batch of items with its observations [batch, ...] (rebuilt from refs if stored so)."""
+        """A batch of items with its observations [batch, ...] (rebuilt from refs if stored so) and
+        int32 actions, as the loss reads them."""
+        items = {**items, "action": items["action"].astype(jnp.int32)}
         if not by_ref:
             return items
         rebuild = jax.vmap(env.observation_from_ref, in_axes=(0, None))
@@ -159,7 +164,8 @@ def make_anakin(
     def item_example(observation: Any) -> dict[str, Any]:
         """One item, zeros, with `observation` (one stored observation) as both observations."""
         observation = jax.tree.map(jnp.zeros_like, observation)
-        return {"observation": observation, "next_observation": observation, "action": jnp.zeros(action_shape, jnp.int32),
+        return {"observation": observation, "next_observation": observation,
+                "action": jnp.zeros(action_shape, stored_action),
                 "n_step_return": jnp.zeros([], jnp.float32), "discount": jnp.zeros([], jnp.float32)}
 
     def device_key(key: jax.Array) -> jax.Array:
@@ -194,7 +200,7 @@ def make_anakin(
             "observation": s.observations,
             "next_observation": jax.tree.map(lambda final, history: jnp.broadcast_to(final[:, None], history.shape),
                                              final_observation, s.observations),
-            "action": s.actions, "n_step_return": n_step_return, "discount": discounts,
+            "action": s.actions.astype(stored_action), "n_step_return": n_step_return, "discount": discounts,
         }
         return items, jnp.where(valid, priorities, 0.0)
 

@@ -110,6 +110,9 @@ def make_anakin(config: ApexDQNConfig, spec: specs.EnvironmentSpec, env: core.Fu
                 axis_name: str | None) -> core.AnakinAgent:
     """Ape-X DQN as one compiled cycle per device (agents/apex_dqn/anakin.py), updating with
     make_loss, the Reverb learner's loss. batch_size is per device."""
+    if spec.num_branches is not None and spec.num_actions > 127:
+        raise ValueError(f"a portfolio's replay stores each instrument's action in int8: at most 127 "
+                         f"positions, got {spec.num_actions}")
     network = make_networks(config, spec)
     return anakin.make_anakin(
         network.apply, network.init, make_loss(config, spec, make_anakin_layout(config, spec), axis_name),
