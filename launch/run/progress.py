@@ -128,6 +128,9 @@ def final_report(summary: dict[str, Any]) -> str:
     else:
         seeds = summary["num_seeds"]
         shape, restarts = f"{seeds} seed{'s' if seeds > 1 else ''}", ""
+        if summary.get("sweep"):  # --sweep: its settings times the seeds, in one program
+            swept = summary["sweep"]
+            shape = f"{swept['num_members']} members: {swept['num_settings']} settings x {shape}"
     one_over_n, hold = "", "buy and hold"  # a portfolio's: its basket, and 1/N rebalanced every bar
     if ev.get("equal_weight_sharpe") is not None:
         hold = "the basket bought and held"

@@ -42,3 +42,10 @@ def test_a_portfolio_is_reported_next_to_its_basket_and_one_over_n():
         equal_weight_sharpe=0.49, equal_weight_return=0.031))
     assert ("max drawdown 5.0% (the basket bought and held: return +4.0%, sharpe 0.08; "
             "1/N: return +3.1%, sharpe 0.49)") in report
+
+
+def test_a_sweep_reads_as_its_members():
+    swept = summary(total_return=0.1, max_drawdown=0.05, buy_and_hold_return=0.0, years=1.0)
+    swept.update(launch_type="anakin", num_seeds=4, launch={"num_devices": 1},
+                 sweep={"num_members": 64, "num_settings": 16})
+    assert "[anakin, 64 members: 16 settings x 4 seeds]" in progress.final_report(swept)
