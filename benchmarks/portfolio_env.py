@@ -3,8 +3,10 @@
   jax env      JaxPortfolioEnv stepped under jit + vmap over --num_envs envs in one lax.scan, a
                trivial policy that reads the whole observation (+1 where its sum is > 0, else -1)
   jax acting   the same with Ape-X DQN's greedy policy on the default portfolio network (the
-               `small` preset: a shared MLP torso per instrument, the cross-asset attention, one
-               dueling branch per instrument), as anakin acts; no updates
+               `small` preset: a shared MLP torso per instrument, the cross-asset attention
+               through 4 learned summaries, one dueling branch per instrument), as anakin acts;
+               no updates
+  full attn    the same network with full self-attention across instruments (cross_asset_points=0)
   pooled MLP   the same with issue 27's reference network: a shared 32 x 32 MLP per
                instrument and mean pooling across instruments, no attention
   numpy env    PortfolioEnv (gymnasium, one env) stepped with a fixed action, resets included
@@ -119,6 +121,12 @@ def jax_rates(panel, config) -> dict[str, float]:
     def greedy(obs):
         return jnp.argmax(networks.apply(network_params, obs), axis=-1).astype(jnp.int32)
 
+    full = builder.make_networks(make_config(preset="small", cross_asset_points=0), spec)
+    full_params = full.init(jax.random.PRNGKey(0))
+
+    def full_greedy(obs):
+        return jnp.argmax(full.apply(full_params, obs), axis=-1).astype(jnp.int32)
+
     mlp = make_pooled_mlp(len(config.positions))
     mlp_params = mlp.init(jax.random.PRNGKey(0), obs_example(env, num_envs))
 
@@ -140,7 +148,8 @@ def jax_rates(panel, config) -> dict[str, float]:
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(1), num_envs), params)
     rates = {}
-    for name, policy in (("jax_env", trivial), ("jax_acting", greedy), ("jax_mlp_acting", pooled)):
+    for name, policy in (("jax_env", trivial), ("jax_acting", greedy), ("jax_full_attention_acting", full_greedy),
+                         ("jax_mlp_acting", pooled)):
         run = make_run(policy)
         carry = {"value": (obs, state)}
         key = {"value": jax.random.PRNGKey(2)}
@@ -294,7 +303,7 @@ def main(argv) -> None:
         result = {**jax_rates(panel, config), **numpy_rates(panel, config), **vector_rates(panel, config)}
         results[num] = result
         rows.append([num, result["jax_env"] / 1e6, result["jax_acting"] / 1e6,
-                     result["jax_mlp_acting"] / 1e6,
+                     result["jax_full_attention_acting"] / 1e6, result["jax_mlp_acting"] / 1e6,
                      result["numpy_env"] / 1e6, result["bare_numpy"] / 1e6,
                      result["numpy_env"] / result["bare_numpy"],
                      result["numpy_vector"] / 1e6, result["bare_vector"] / 1e6,
@@ -305,7 +314,8 @@ def main(argv) -> None:
     print(f"\nInstrument-steps/s (M) and ns per instrument-step; jax: {FLAGS.num_envs} envs under "
           f"vmap, {FLAGS.scan_steps} steps per compiled call; numpy vector: {FLAGS.num_envs} envs; "
           f"window {FLAGS.window}, {FLAGS.bars} bars:")
-    runs.print_table(["N", "jax env M/s", "jax acting M/s", "jax pooled-MLP acting M/s",
+    runs.print_table(["N", "jax env M/s", "jax acting M/s", "jax full-attention acting M/s",
+                      "jax pooled-MLP acting M/s",
                       "numpy env M/s", "bare numpy M/s", "numpy env / bare", "numpy vector M/s",
                       "bare vector M/s", "vector / bare", "jax env ns", "jax acting ns", "numpy env ns",
                       "numpy vector ns"], rows)
@@ -313,13 +323,15 @@ def main(argv) -> None:
     if 100 in results:
         acting = results[100]["jax_acting"]
         print(f"acting under anakin at N=100 (default network, no updates): {acting / 1e6:.2f}M "
-              f"instrument-steps/s (target >= 5M): {'PASS' if acting >= 5e6 else 'FAIL'}")
+              f"instrument-steps/s (target >= 5M): {'PASS' if acting >= 5e6 else 'FAIL'}; "
+              f"{acting / results[100]['jax_full_attention_acting']:.2f}x full self-attention's")
     worst = min(results[n]["numpy_vector"] / results[n]["bare_vector"] for n in sizes)
     print(f"numpy vector env / bare numpy loop of its maths, worst N: {worst:.2f} (target >= 0.5): "
           f"{'PASS' if worst >= 0.5 else 'FAIL'}")
     worst = min(results[n]["numpy_env"] / results[n]["bare_numpy"] for n in sizes)
     print(f"gymnasium PortfolioEnv / bare numpy loop, worst N: {worst:.2f}")
-    for name in ("jax_env", "jax_acting", "jax_mlp_acting", "numpy_env", "numpy_vector") if len(sizes) > 1 else ():
+    for name in ("jax_env", "jax_acting", "jax_full_attention_acting", "jax_mlp_acting", "numpy_env",
+                 "numpy_vector") if len(sizes) > 1 else ():
         # linear cost in N: the cost per instrument-step does not grow from the second-largest N
         small, large = sizes[-2], sizes[-1]
         growth = results[small][name] / results[large][name]

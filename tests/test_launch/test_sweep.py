@@ -147,7 +147,8 @@ def test_the_tested_members_deflated_sharpe_counts_the_sweeps_trials():
 
 @pytest.mark.e2e
 def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_path):
-    """With population-based training (--pbt_every=1, launch/run/pbt.py): one run covers both."""
+    """With population-based training (--pbt_every=1, launch/run/pbt.py): one run covers both,
+    and a second run of the same flags and seed repeats it."""
     from test_launch_anakin import TINY_ANAKIN
     from test_launch_apex import SUMMARY_KEYS, read_metrics, read_summary, run_apex
 
@@ -198,4 +199,15 @@ def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_
             [c["learner_steps"], c["settings"]] for c in copies]
     in_force = [s for since, s in chosen["settings_history"] if since < chosen["learner_steps"]]
     assert swept["chosen_settings"] == in_force[-1]
+
+    # Same flags and seed, same sweep: every member's curve, the rounds, the pick and its test.
+    again = str(tmp_path / "again")
+    result = run_apex(*TINY_ANAKIN, f"--sweep={text}", "--pbt_every=1", "--max_learner_steps=30",
+                      f"--workdir={again}", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    repeated = read_summary(again)
+    assert repeated["sweep"] == swept
+    timing = ("eval_s",)
+    assert {k: v for k, v in repeated["test"].items() if k not in timing} == {
+        k: v for k, v in summary["test"].items() if k not in timing}
     assert [r["pbt/round"] for r in read_metrics(workdir) if r["node"] == "pbt"] == [1, 2]
