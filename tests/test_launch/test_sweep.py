@@ -149,14 +149,23 @@ def test_the_tested_members_deflated_sharpe_counts_the_sweeps_trials():
 def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_path):
     """With population-based training (--pbt_every=1, launch/run/pbt.py): one run covers both,
     and a second run of the same flags and seed repeats it."""
-    from test_launch_anakin import TINY_ANAKIN
-    from test_launch_apex import SUMMARY_KEYS, read_metrics, read_summary, run_apex
+    import subprocess
+    import sys
 
-    workdir = str(tmp_path / "run")
+    from test_launch_anakin import TINY_ANAKIN
+    from test_launch_apex import APEX, REPO_ROOT, SUMMARY_KEYS, _env, read_metrics, read_summary
+
+    workdir, again = str(tmp_path / "run"), str(tmp_path / "again")
     text = "learning_rate=1e-4,1e-3;risk_aversion=0,24"
-    result = run_apex(*TINY_ANAKIN, f"--sweep={text}", "--pbt_every=1", "--max_learner_steps=30",
-                      f"--workdir={workdir}", timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The run, and a second one with the same flags and seed, side by side (each compiles mostly
+    # on one core): the second must repeat the first (checked at the end).
+    runs = [subprocess.Popen([sys.executable, APEX, *TINY_ANAKIN, f"--sweep={text}", "--pbt_every=1",
+                              "--max_learner_steps=30", f"--workdir={folder}"], cwd=REPO_ROOT, env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for folder in (workdir, again)]
+    outputs = [run.communicate(timeout=240) for run in runs]
+    for run, (_, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr[-3000:]
     summary = read_summary(workdir)
     assert set(summary) == SUMMARY_KEYS | {"sweep"}  # no per-seed test figures: "seeds" is absent
     swept = summary["sweep"]
@@ -201,10 +210,6 @@ def test_a_sweep_trains_its_members_in_one_program_and_tests_the_chosen_one(tmp_
     assert swept["chosen_settings"] == in_force[-1]
 
     # Same flags and seed, same sweep: every member's curve, the rounds, the pick and its test.
-    again = str(tmp_path / "again")
-    result = run_apex(*TINY_ANAKIN, f"--sweep={text}", "--pbt_every=1", "--max_learner_steps=30",
-                      f"--workdir={again}", timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
     repeated = read_summary(again)
     assert repeated["sweep"] == swept
     timing = ("eval_s",)
