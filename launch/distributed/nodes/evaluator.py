@@ -45,13 +45,20 @@ class EvaluatorNode:
         flat_margin: float | None = None,
         poll_s: float = 1.0,
     ):
-        self._policy = get_builder(agent).make_eval_policy(config, spec)
+        builder = get_builder(agent)
+        self._policy = builder.make_eval_policy(config, spec)
+        self._lock = threading.Lock()  # one evaluation (or the walks' compilation) at a time
         self._portfolio = None  # a portfolio's PortfolioSplitEvaluator of each part
         if isinstance(envs, PanelFactory):
             from launch.run.portfolio_evaluation import PortfolioSplitEvaluator
 
             self._portfolio = {part: PortfolioSplitEvaluator(part, envs, self._policy, periods_per_year)
                                for part in ("validation", "test")}
+            # Both parts' compiled walks are built while training runs, not when the run stops
+            # (each takes seconds; the final evaluation after Ctrl-C then only walks).
+            shapes = jax.eval_shape(builder.make_networks(config, spec).init, jax.random.PRNGKey(0))
+            threading.Thread(target=self._compile_walks, args=(shapes,), daemon=True,
+                             name="compile-walks").start()
         else:
             self._envs = {part: envs.eval_envs(part) for part in ("validation", "test")}
         self._learner = learner
@@ -59,7 +66,6 @@ class EvaluatorNode:
         self._periods_per_year = periods_per_year
         self._poll_s = poll_s
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # one evaluation at a time (run loop or final)
         self._baselines: dict[str, dict[str, Any]] = {}  # part -> reference metrics
         self._selection = ModelSelection(
             workdir, 1, self._evaluate, self._plot, recorder, stacked=False,
@@ -76,6 +82,13 @@ class EvaluatorNode:
             if version >= next_step:
                 self.evaluate()
                 next_step = next_evaluation(version, self._eval_every)
+
+    def _compile_walks(self, shapes: Any) -> None:
+        """Compiles each part's walk for parameters shaped as `shapes` (with a leading axis of one)."""
+        stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), shapes)
+        with self._lock:
+            for split in self._portfolio.values():
+                split.compile(stacked)
 
     def best(self) -> dict[str, Any] | None:
         """best.json: learner_steps and validation metrics of the kept parameters."""
