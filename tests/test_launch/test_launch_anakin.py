@@ -37,15 +37,49 @@ def _run(workdir, *flags):
     return read_summary(workdir), result
 
 
+IMPALA_FLAGS = [
+    "--lp_launch_type=anakin", "--agent=impala", "--max_learner_steps=20",
+    "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,),anakin_num_envs=8,"
+    "torso=transformer,torso_width=16,torso_depth=1,torso_heads=2",
+    "--synthetic_steps=600", "--window=8", "--episode_length=32", "--eval_every=10",
+    "--checkpoint_every=10"]
+TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
 @pytest.fixture(scope="module")
-def two_seeds_twice(tmp_path_factory):
+def runs(tmp_path_factory):
+    """The module's independent runs, started side by side (each compiles mostly on one core):
+    name -> (workdir, subprocess.CompletedProcess). The same 2-seed run twice ("first",
+    "second"), IMPALA ("impala") and Ape-X on 2 forced host devices ("two_devices")."""
+    from test_launch_apex import APEX, REPO_ROOT, _env
+
+    commands = {"first": (TINY_ANAKIN_CONV + ["--noflat_candidate", "--num_seeds=2", "--max_learner_steps=30"], {}),
+                "second": (TINY_ANAKIN_CONV + ["--noflat_candidate", "--num_seeds=2", "--max_learner_steps=30"], {}),
+                "impala": (IMPALA_FLAGS, {}),
+                "two_devices": (TINY_ANAKIN + ["--max_learner_steps=20"], TWO_DEVICES)}
+    started = {}
+    for name, (flags, env) in commands.items():
+        workdir = str(tmp_path_factory.mktemp(f"anakin_{name}") / "run")
+        started[name] = (workdir, flags, subprocess.Popen(
+            [sys.executable, APEX, *flags, f"--workdir={workdir}"], cwd=REPO_ROOT, env=dict(_env(), **env),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    finished = {}
+    for name, (workdir, flags, process) in started.items():
+        stdout, stderr = process.communicate(timeout=300)
+        finished[name] = (workdir, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return finished
+
+
+@pytest.fixture(scope="module")
+def two_seeds_twice(runs):
     """The same 2-seed run twice: (workdir, summary, result) of each. The first serves the
     output and selection tests, the pair the determinism test, the second --restore."""
-    runs = []
+    pair = []
     for name in ("first", "second"):
-        workdir = str(tmp_path_factory.mktemp(f"anakin_{name}") / "run")
-        runs.append((workdir, *_run(workdir, "--num_seeds=2", "--max_learner_steps=30")))
-    return runs
+        workdir, result = runs[name]
+        assert result.returncode == 0, result.stderr[-3000:]
+        pair.append((workdir, read_summary(workdir), result))
+    return pair
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +170,10 @@ def test_restore_continues_the_training_state(two_seeds_twice):
 
 
 @pytest.mark.e2e
-def test_impala_under_anakin_writes_validation_and_test(tmp_path):
+def test_impala_under_anakin_writes_validation_and_test(runs):
     """The on-policy shape: T-step rollouts of 8 envs straight into the V-trace update, here
     through a transformer torso."""
-    workdir = str(tmp_path / "run")
-    result = run_apex(
-        "--lp_launch_type=anakin", "--agent=impala", "--max_learner_steps=20",
-        "--agent_config=sequence_length=5,batch_size=4,hidden_sizes=(32,),anakin_num_envs=8,"
-        "torso=transformer,torso_width=16,torso_depth=1,torso_heads=2",
-        "--synthetic_steps=600", "--window=8", "--episode_length=32", "--eval_every=10",
-        "--checkpoint_every=10", f"--workdir={workdir}", timeout=180)
+    workdir, result = runs["impala"]
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert set(summary) == SUMMARY_KEYS | {"seeds"}  # the distributed keys, and each seed's and summary["agent"] == "impala"
@@ -168,7 +196,7 @@ def test_impala_under_anakin_writes_validation_and_test(tmp_path):
 
 
 @pytest.mark.e2e
-def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
+def test_two_devices_average_one_agent_over_their_own_envs(runs):
     """pmap over 2 forced host devices: each device steps its own envs (env steps add up),
     and the parameters stay identical on both."""
     import glob
@@ -176,13 +204,7 @@ def test_two_devices_average_one_agent_over_their_own_envs(tmp_path):
     import numpy as np
     from flax import serialization
 
-    from test_launch_apex import APEX, REPO_ROOT, _env
-
-    workdir = str(tmp_path / "run")
-    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    result = subprocess.run([sys.executable, APEX, *TINY_ANAKIN, f"--workdir={workdir}",
-                             "--max_learner_steps=20"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=180)
+    workdir, result = runs["two_devices"]
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(workdir)
     assert summary["launch"]["num_devices"] == 2 and summary["learner_steps"] == 20
