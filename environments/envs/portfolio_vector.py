@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
 from environments.data.panel import PanelData
 from environments.envs.accounting import rebalance
 from environments.envs.config import EnvConfig
 from environments.envs.portfolio_gym import PortfolioEnv
+from environments.envs.vector import env_generators
 
 _INFO_KEYS = ("portfolio_value", "position", "cost", "traded", "forced_closes", "step_index")
 
@@ -60,15 +60,6 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         all_true.setflags(write=False)
         self._info_masks = {"_" + key: all_true for key in _INFO_KEYS}
 
-    def _seed(self, seed) -> None:
-        if seed is None or isinstance(seed, (int, np.integer)):
-            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        self._generators = [seeding.np_random(s)[0] for s in seeds]
-
     def _start_episodes(self, envs: np.ndarray) -> None:
         """Resets the envs with indices `envs` (the same draw as PortfolioEnv.reset's)."""
         for i in envs:
@@ -83,7 +74,7 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed=None, options: dict | None = None):
         if seed is not None or not self._generators:
-            self._seed(seed)
+            self._generators = env_generators(seed, self.num_envs)
         B, N = self.num_envs, self.panel.num_instruments
         self._t = np.zeros(B, np.int64)  # the current bar
         self._end = np.zeros(B, np.int64)  # the bar the episode ends at

@@ -118,13 +118,7 @@ class TradingVectorEnv(gym.vector.VectorEnv):
     # -- randomness: env i draws one uniform per training reset from its own generator, in
     #    blocks, which is the same stream TradingEnv.np_random.random() gives one at a time.
     def _seed(self, seed: int | Sequence[int | None] | None) -> None:
-        if seed is None or isinstance(seed, (int, np.integer)):
-            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        self._generators = [seeding.np_random(s)[0] for s in seeds]
+        self._generators = env_generators(seed, self.num_envs)
         self._refill(np.arange(self.num_envs))
 
     def _refill(self, envs: np.ndarray) -> None:
@@ -242,3 +236,15 @@ class TradingVectorEnv(gym.vector.VectorEnv):
 
     def close_extras(self, **kwargs):
         pass
+
+
+def env_generators(seed: int | Sequence[int | None] | None, num_envs: int) -> list[np.random.Generator]:
+    """The random generators of `num_envs` vector envs: env i's from seed + i (gymnasium's
+    np_random, as the single env reset with that seed has), or from one seed each of a list."""
+    if seed is None or isinstance(seed, (int, np.integer)):
+        seeds = [None if seed is None else int(seed) + i for i in range(num_envs)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {num_envs} envs")
+    return [seeding.np_random(s)[0] for s in seeds]
